@@ -1,0 +1,81 @@
+"""The recipient state machine: every legal transition is listed here and nowhere else."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RecipientStatus(str, Enum):
+    pending = "pending"            # loaded, notice not yet sent
+    notified = "notified"          # notice delivered to the unit's server
+    replied = "replied"            # a reply arrived on time
+    late = "late"                  # a reply arrived after the deadline
+    overdue = "overdue"            # deadline passed, no reply
+    escalated = "escalated"        # overdue and escalated to the unit's leader
+    bounced = "bounced"            # the unit's address refused our mail
+    needs_review = "needs_review"  # staff must look (a forged token, disagreeing keys, a big-file link)
+    exempt = "exempt"              # staff excused the unit, with a reason
+
+
+S = RecipientStatus
+# A unit may always be exempted; a reply may come from any waiting state (also from another mailbox
+# after a bounce); staff may release a unit from exemption or review back to waiting.
+_WAITING = {S.notified, S.overdue, S.escalated, S.bounced, S.needs_review}
+TRANSITIONS: dict[RecipientStatus, set[RecipientStatus]] = {
+    S.pending: {S.notified, S.bounced, S.exempt},
+    S.notified: {S.replied, S.late, S.overdue, S.bounced, S.needs_review, S.exempt},
+    S.overdue: {S.late, S.escalated, S.bounced, S.needs_review, S.exempt},
+    S.escalated: {S.late, S.bounced, S.needs_review, S.exempt},
+    S.bounced: {S.notified, S.replied, S.late, S.overdue, S.needs_review, S.exempt},
+    S.needs_review: {S.notified, S.replied, S.late, S.overdue, S.escalated, S.bounced, S.exempt},
+    S.replied: {S.replied, S.needs_review, S.exempt},
+    S.late: {S.late, S.needs_review, S.exempt},
+    S.exempt: {S.pending, S.notified, S.overdue},
+}
+
+# States in which a unit still owes a reply (reminders may be due).
+AWAITING_REPLY = frozenset({S.notified, S.overdue, S.escalated})
+# States that count as "has reported" in the summary.
+REPORTED = frozenset({S.replied, S.late})
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, current: RecipientStatus, target: RecipientStatus):
+        super().__init__(f"illegal recipient transition {current.value} -> {target.value}")
+        self.current, self.target = current, target
+
+
+def check_transition(current: RecipientStatus, target: RecipientStatus) -> None:
+    if target not in TRANSITIONS[RecipientStatus(current)]:
+        raise IllegalTransition(RecipientStatus(current), RecipientStatus(target))
+
+
+def transition(session, recipient, target: RecipientStatus, *, kind: str, actor: str = "system",
+               reason: str = "", detail: dict | None = None):
+    """Move a recipient to `target` and write the Event row in the same unit of work."""
+    from models.clock import now
+    from models.tables import Event
+
+    current = RecipientStatus(recipient.status)
+    check_transition(current, target)
+    at = now()
+    recipient.status = target
+    recipient.status_reason = reason
+    recipient.updated_at = at
+    session.add(recipient)
+    event = Event(campaign_id=recipient.campaign_id, recipient_id=recipient.id, kind=kind,
+                  from_status=current.value, to_status=RecipientStatus(target).value, actor=actor,
+                  detail={"reason": reason, **(detail or {})}, at=at)
+    session.add(event)
+    return event
+
+
+def record_event(session, campaign_id: str, kind: str, *, recipient_id: int | None = None,
+                 actor: str = "system", detail: dict | None = None):
+    """An audit row for something that is not a status change (a reminder sent, a staff download)."""
+    from models.clock import now
+    from models.tables import Event
+
+    event = Event(campaign_id=campaign_id, recipient_id=recipient_id, kind=kind, actor=actor,
+                  detail=detail or {}, at=now())
+    session.add(event)
+    return event
