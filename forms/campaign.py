@@ -11,8 +11,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forms.errors import CampaignError, Problem, translate_pydantic
+from forms.ladder import schedule
 from forms.schema import FormSchema
 from forms.sources import read_units_csv, read_yaml_with_lines
+from forms.workdays import WorkdayError
 
 DOC_NUMBER_PATTERN = re.compile(r"^[^〔〕]+〔\d{4}〕[1-9]\d*号$")
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
@@ -125,10 +127,7 @@ class CampaignSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _order(self):
-        if self.deadline.date() <= self.notice.date:
-            raise ValueError(f"截止时间 {self.deadline:%Y-%m-%d} 不晚于成文日期 {self.notice.date}，"
-                             "请检查 deadline 与 notice.date")
+    def _unique_steps(self):
         keys = [s.key for s in self.ladder]
         if len(set(keys)) != len(keys):
             raise ValueError("催报阶梯（ladder）中有重复的 key，请改为各不相同")
@@ -200,6 +199,19 @@ def _check_units(rows: list[tuple[int, dict]], path: Path, kinds: set[str]) -> l
     return units
 
 
+def _check_calendar(spec: CampaignSpec, path: Path, lines: dict) -> None:
+    """A deadline not after the notice's date, a deadline on a rest day (under deadline_on_holiday: error) or a ladder step in a year the
+    holiday data does not cover is a campaign error, found at load time rather than at send time."""
+    if spec.deadline.date() <= spec.notice.date:
+        raise CampaignError([Problem(path, lines.get(("deadline",)), "deadline",
+                                     f"截止时间 {spec.deadline:%Y-%m-%d} 不晚于成文日期 {spec.notice.date}，"
+                                     "请检查 deadline 与 notice.date")])
+    try:
+        schedule(spec)
+    except WorkdayError as exc:
+        raise CampaignError([Problem(path, lines.get(("deadline",)), "deadline", str(exc))]) from None
+
+
 def load_campaign(directory: str | Path) -> CampaignDefinition:
     """Read and validate a campaign folder. Raises CampaignError listing every problem found."""
     directory = Path(directory).resolve()
@@ -208,6 +220,7 @@ def load_campaign(directory: str | Path) -> CampaignDefinition:
         raise CampaignError([Problem(spec_path, None, "", f"找不到 {CAMPAIGN_FILE}，请确认活动目录是否正确")])
     data, lines = read_yaml_with_lines(spec_path)
     spec: CampaignSpec = _load_model(CampaignSpec, data, spec_path, lines)
+    _check_calendar(spec, spec_path, lines)
 
     form_path = directory / spec.form
     if not form_path.is_file():

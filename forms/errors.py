@@ -72,7 +72,7 @@ def _message(error: dict) -> str:
         return f"取值不正确（{error['msg']}），请检查"
     context = {"input": error.get("input"), **{k: v for k, v in (error.get("ctx") or {}).items()}}
     if "expected" in context:
-        context["expected"] = str(context["expected"]).replace("'", "").replace(" or ", "、")
+        context["expected"] = str(context["expected"]).replace("'", "").replace(" or ", "、").replace(", ", "、")
     try:
         return template.format(**context)
     except (KeyError, IndexError):
