@@ -1,0 +1,1 @@
+"""The one-command demo: the example campaign run end to end with simulated units."""
