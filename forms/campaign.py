@@ -212,6 +212,22 @@ def _check_calendar(spec: CampaignSpec, path: Path, lines: dict) -> None:
         raise CampaignError([Problem(path, lines.get(("deadline",)), "deadline", str(exc))]) from None
 
 
+def _check_email_templates(spec: CampaignSpec, path: Path, lines: dict) -> None:
+    """Every email the ladder and the digest name must exist now, not fail on the day it is due."""
+    from models.settings import TEMPLATES_DIR
+
+    named = [(("ladder", i, "template"), step.template) for i, step in enumerate(spec.ladder)]
+    if spec.digest:
+        named.append((("digest", "template"), spec.digest.template))
+    problems = [Problem(path, lines.get(loc), ".".join(map(str, loc)),
+                        f"找不到邮件模板“{name}”（templates/email/{name}.subject.j2 与 {name}.txt.j2），"
+                        "请检查模板名称或先添加模板")
+                for loc, name in named
+                if not all((TEMPLATES_DIR / "email" / f"{name}.{part}.j2").is_file() for part in ("subject", "txt"))]
+    if problems:
+        raise CampaignError(problems)
+
+
 def load_campaign(directory: str | Path) -> CampaignDefinition:
     """Read and validate a campaign folder. Raises CampaignError listing every problem found."""
     directory = Path(directory).resolve()
@@ -221,6 +237,7 @@ def load_campaign(directory: str | Path) -> CampaignDefinition:
     data, lines = read_yaml_with_lines(spec_path)
     spec: CampaignSpec = _load_model(CampaignSpec, data, spec_path, lines)
     _check_calendar(spec, spec_path, lines)
+    _check_email_templates(spec, spec_path, lines)
 
     form_path = directory / spec.form
     if not form_path.is_file():

@@ -31,7 +31,7 @@ def campaign_status(session: Session, campaign_id: str) -> dict:
         .where(OutboundMessage.campaign_id == campaign_id, OutboundMessage.kind == REMINDER_KIND,
                OutboundMessage.state == OutboundState.sent)
         .group_by(OutboundMessage.recipient_id)).all())
-    latest_errors = _latest_submission_errors(session, campaign_id)
+    latest_errors = latest_submission_errors(session, campaign_id)
     units = []
     for recipient, unit in session.exec(select(Recipient, Unit).join(Unit, Unit.id == Recipient.unit_id)
                                         .where(Recipient.campaign_id == campaign_id).order_by(Recipient.id)):
@@ -51,17 +51,17 @@ def campaign_status(session: Session, campaign_id: str) -> dict:
     return {"campaign": campaign.id, "deadline": _iso(campaign.deadline), "units": units}
 
 
-def _latest_submission_errors(session: Session, campaign_id: str) -> dict[int, list[str]]:
+def latest_submission_errors(session: Session, campaign_id: str) -> dict[int, list[str]]:
     """Errors of each unit's newest submission, when that submission was rejected."""
     newest = (select(Submission.recipient_id, func.max(Submission.version).label("version"))
               .join(Recipient, Recipient.id == Submission.recipient_id)
               .where(Recipient.campaign_id == campaign_id).group_by(Submission.recipient_id).subquery())
     rows = session.exec(select(Submission).join(newest, (Submission.recipient_id == newest.c.recipient_id)
                                                 & (Submission.version == newest.c.version)))
-    return {s.recipient_id: [_error_text(e) for e in s.errors] for s in rows if not s.valid}
+    return {s.recipient_id: [error_text(e) for e in s.errors] for s in rows if not s.valid}
 
 
-def _error_text(error) -> str:
+def error_text(error) -> str:
     if isinstance(error, dict):
         cell = error.get("cell", "")
         label = error.get("label", "")

@@ -141,6 +141,15 @@ def test_deadline_on_a_public_holiday_is_refused(campaign_copy):
     assert "2023年10月2日（国庆节假期）不是工作日" in problem and "deadline_on_holiday" in problem
 
 
+def test_a_ladder_step_naming_a_missing_email_template(campaign_copy):
+    spec = campaign_copy / "campaign.yaml"
+    _edit(spec, "template: reminder_urge", "template: reminder_nonexistent")
+    line = _line_of(spec, "template: reminder_nonexistent")
+    assert _problems(campaign_copy) == [
+        f"campaign.yaml 第{line}行 ladder.1.template：找不到邮件模板“reminder_nonexistent”"
+        "（templates/email/reminder_nonexistent.subject.j2 与 reminder_nonexistent.txt.j2），请检查模板名称或先添加模板"]
+
+
 @pytest.mark.parametrize("encoding", ["gbk", "utf-8-sig"])
 def test_csv_saved_by_excel_in_gbk_or_with_bom_loads(campaign_copy, encoding):
     units = campaign_copy / "units.csv"
