@@ -4,15 +4,18 @@ the section breaks around a landscape table."""
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Sequence
 
-from docx.oxml.ns import qn
+from docx.oxml.ns import nsmap, qn
+from lxml import etree
 
 from documents import layout as L
 from documents import styles as S
-from documents.chinese_text import BodyParagraph, classify, display_width
-from documents.ooxml import E, ParaProps, RunProps, paragraph, run
+from documents.chinese_text import BodyParagraph, classify, display_width, title_lines
+from documents.ooxml import E, ParaProps, RunProps, paragraph, run, to_fragment
 
 CHAR = L.BODY_CHAR_PITCH
 
@@ -58,24 +61,47 @@ def signature_paragraphs(issuer: str, date_text: str) -> list:
 
 
 # --- Body paragraphs (also used on annex pages) --------------------------------------------------
-def body_paragraph(para: BodyParagraph):
+def body_paragraph(para: BodyParagraph, keep_next: bool | None = None):
     style = S.BODY_LEVEL_STYLES.get(para.level, S.BODY)
     runs = []
     if para.lead:
         runs.append(run(para.lead, RunProps(style=S.LEAD_CHAR_STYLES[para.level])))
     if para.rest:
         runs.append(run(para.rest))
-    return paragraph(ParaProps(style=style), *runs)
+    return paragraph(ParaProps(style=style, keep_next=keep_next), *runs)
 
 
 # --- 8 Annex tables --------------------------------------------------------------------------------
+class Merge(Enum):
+    """A header cell that is part of a neighbour: `LEFT` widens the cell on its left (gridSpan),
+    `UP` lengthens the cell above it (vMerge). Only header rows merge."""
+
+    LEFT = "left"
+    UP = "up"
+
+
+MERGE_LEFT, MERGE_UP = Merge.LEFT, Merge.UP
+
+# Characters an XML text node may not hold, and the ones docxtpl turns into markup after rendering
+# (\a a new paragraph, \f a page break, \v …): user text loses them. \n and \t stay: run() makes
+# them line breaks and tabs.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def cell_text(text) -> str:
+    """Text as a table cell or an annex paragraph may hold it: line breaks normalised to \n,
+    control characters dropped."""
+    return _NOT_TEXT.sub("", str(text).replace("\r\n", "\n").replace("\r", "\n"))
+
+
 @dataclass(frozen=True)
 class AnnexTable:
     """A table on an annex page. `header` rows repeat at the top of every page the table runs
-    onto; `widths` are relative column weights (default: equal); `align` per column is "left",
-    "center" or "right" (default: centred). Cell text may contain line breaks."""
+    onto, and may merge cells (MERGE_LEFT, MERGE_UP); `widths` are relative column weights
+    (default: equal); `align` per column is "left", "center" or "right" (default: centred). Cell
+    text may contain line breaks."""
 
-    header: Sequence[Sequence[str]]
+    header: Sequence[Sequence[str | Merge]]
     rows: Sequence[Sequence[str]]
     widths: Sequence[float] | None = None
     align: Sequence[str] | None = None
@@ -96,15 +122,27 @@ def column_widths(weights: Sequence[float] | None, count: int, total: int) -> li
     return widths
 
 
-def _cell(text: str, width: int, style: str, align: str | None, size: int | None):
+def _cell(text: str, width: int, style: str, align: str | None, size: int | None,
+          span: int = 1, v_merge: str | None = None):
     props = RunProps(size=size) if size else None
+    content = () if v_merge == "continue" else (run(cell_text(text), props),)
     return E("w:tc", None,
              E("w:tcPr", None, E("w:tcW", {"w:w": width, "w:type": "dxa"}),
+               E("w:gridSpan", {"w:val": span}) if span > 1 else None,
+               (E("w:vMerge", {"w:val": "restart"}) if v_merge == "restart" else E("w:vMerge"))
+               if v_merge else None,
                E("w:vAlign", {"w:val": "center"})),
-             paragraph(ParaProps(style=style, align=align), run(text, props)))
+             paragraph(ParaProps(style=style, align=align), *content))
 
 
-def table_element(table: AnnexTable, total_width: int):
+class TableXml(str):
+    """A table as WordprocessingML text, ready for a fragment (see table_xml)."""
+
+
+def table_xml(table: AnnexTable, total_width: int) -> TableXml:
+    """The table as WordprocessingML text. The frame and the header rows are built as elements;
+    the body rows are written as text from one built row (see _BodyRows): a table of 10,000 rows
+    then costs little more than the text itself."""
     count = table.column_count
     widths = column_widths(table.widths, count, total_width)
     size = table.font_size if table.font_size != L.TABLE_SIZE else None
@@ -119,19 +157,81 @@ def table_element(table: AnnexTable, total_width: int):
               E("w:tblLook", {"w:val": "04A0", "w:firstRow": 1, "w:lastRow": 0, "w:firstColumn": 0,
                               "w:lastColumn": 0, "w:noHBand": 0, "w:noVBand": 1})),
             E("w:tblGrid", None, *(E("w:gridCol", {"w:w": w}) for w in widths)))
-    for header_row in table.header:
-        tbl.append(_row(header_row, widths, S.TABLE_HEADER, None, size, header=True))
-    for body_row in table.rows:
-        tbl.append(_row(body_row, widths, S.TABLE_TEXT, table.align, size, header=False))
-    return tbl
+    for index, header_row in enumerate(table.header):
+        below = table.header[index + 1] if index + 1 < len(table.header) else ()
+        tbl.append(_header_row(header_row, below, widths, size))
+    head = to_fragment(tbl)
+    assert head.endswith(_TBL_END)
+    body_rows = _BodyRows(widths, table.align, size)
+    return TableXml(head[:-len(_TBL_END)] + "".join(body_rows.row(r) for r in table.rows) + _TBL_END)
 
 
-def _row(cells: Sequence[str], widths: list[int], style: str, align, size, header: bool):
+_TBL_END = "</w:tbl>"
+
+
+def _header_row(cells: Sequence[str | Merge], below: Sequence[str | Merge], widths: list[int], size):
     cells = list(cells) + [""] * (len(widths) - len(cells))
-    tr_pr = E("w:trPr", None, E("w:cantSplit"), E("w:tblHeader") if header else None)
-    return E("w:tr", None, tr_pr, *(
-        _cell(str(text), width, style, (align[i] if align and i < len(align) else None), size)
-        for i, (text, width) in enumerate(zip(cells, widths))))
+    tr = E("w:tr", None, E("w:trPr", None, E("w:cantSplit"), E("w:tblHeader")))
+    column = 0
+    while column < len(cells):
+        value = cells[column]
+        if value is MERGE_LEFT:
+            raise ValueError(f"表头第 {column + 1} 列左侧没有可合并的单元格")
+        span = 1
+        while column + span < len(cells) and cells[column + span] is MERGE_LEFT:
+            span += 1
+        if value is MERGE_UP:
+            v_merge, value = "continue", ""
+        else:
+            v_merge = "restart" if column < len(below) and below[column] is MERGE_UP else None
+        tr.append(_cell(value, sum(widths[column:column + span]), S.TABLE_HEADER, None, size, span, v_merge))
+        column += span
+    return tr
+
+
+class _BodyRows:
+    """Body rows as text: one row is built as elements with a marker for each cell's text and
+    serialised once; each row is then that text with the cells' texts put in, escaped, with line
+    breaks and tabs as run() writes them."""
+
+    _MARK = "\ue000"      # a private-use character: no text reaches here with it (see row())
+
+    def __init__(self, widths: list[int], align, size):
+        self.width = len(widths)
+        prototype = E("w:tr", None, E("w:trPr", None, E("w:cantSplit")), *(
+            _cell(self._MARK, width, S.TABLE_TEXT, (align[i] if align and i < len(align) else None), size)
+            for i, width in enumerate(widths)))
+        marked = f'<w:t xml:space="preserve">{self._MARK}</w:t>'
+        self.pieces = to_fragment(prototype).split(marked)
+        if len(self.pieces) != self.width + 1:
+            raise AssertionError("the prototype row does not hold one marked text per cell")
+
+    @staticmethod
+    def _run_content(text: str) -> str:
+        parts = []
+        for piece in _BREAKS.split(text):
+            if piece == "\n":
+                parts.append("<w:br/>")
+            elif piece == "\t":
+                parts.append("<w:tab/>")
+            elif piece:
+                parts.append(f'<w:t xml:space="preserve">{_escape(piece)}</w:t>')
+        return "".join(parts)
+
+    def row(self, cells: Sequence[str]) -> str:
+        cells = list(cells) + [""] * (self.width - len(cells))
+        out = [self.pieces[0]]
+        for text, after in zip(cells, self.pieces[1:]):
+            out.append(self._run_content(cell_text(text).replace(self._MARK, "")))
+            out.append(after)
+        return "".join(out)
+
+
+_BREAKS = re.compile(r"(\n|\t)")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- 7.3.7 Annex pages ---------------------------------------------------------------------------
@@ -152,20 +252,31 @@ def annex_label(number: int | None) -> str:
 
 
 def annex_page(annex: Annex, number: int | None, total_width: int) -> list:
-    """附件N on line 1 (new page), the title centred on line 3, then the content."""
+    """附件N on line 1 (new page), the title centred on line 3, then the content: paragraphs as
+    elements, tables as TableXml text (see fragment_xml)."""
     elements = [paragraph(ParaProps(style=S.ANNEX_LABEL), run(annex_label(number)))]
     elements += [paragraph() for _ in range(L.BLANK_LINES_ANNEX_LABEL_TO_TITLE)]
-    elements.append(paragraph(ParaProps(style=S.ANNEX_TITLE), run(annex.title)))
+    # The title breaks like the document's own (7.3.1), over the width of this page.
+    title = "\n".join(title_lines(cell_text(annex.title), total_width // (L.TITLE_SIZE * L.TWIPS_PER_PT // 2)))
+    elements.append(paragraph(ParaProps(style=S.ANNEX_TITLE), run(title)))
     elements += [paragraph() for _ in range(L.BLANK_LINES_ANNEX_TITLE_TO_CONTENT)]
-    for item in annex.content:
+    content = list(annex.content)
+    for index, item in enumerate(content):
         if isinstance(item, AnnexTable):
-            elements.append(table_element(item, total_width))
+            elements.append(table_xml(item, total_width))
         else:
-            elements.append(body_paragraph(classify(item)))
-    if elements and elements[-1].tag == qn("w:tbl"):
+            # A paragraph that introduces a table stays on the page where the table starts.
+            introduces = index + 1 < len(content) and isinstance(content[index + 1], AnnexTable)
+            elements.append(body_paragraph(classify(cell_text(item)), keep_next=True if introduces else None))
+    if isinstance(elements[-1], TableXml):
         # A table may not end a section or the document: Word needs a paragraph after it.
         elements.append(paragraph())
     return elements
+
+
+def fragment_xml(parts) -> str:
+    """Elements and TableXml texts as one fragment's text."""
+    return "".join(part if isinstance(part, TableXml) else to_fragment(part) for part in parts)
 
 
 # --- Sections -------------------------------------------------------------------------------------
@@ -269,9 +380,14 @@ def keep_signature_with_text(body) -> None:
         p = p.getprevious()
 
 
+# Runs with content that is only empty w:t, in the body's own paragraphs: the template's tags are
+# there; the annex tables (100,000s of runs) are built here and hold no such run.
+_EMPTY_RUNS = etree.XPath(
+    "./w:p/w:r[*[not(self::w:rPr)] and not(*[not(self::w:rPr or self::w:t)])"
+    " and not(w:t[string-length(.) > 0])]", namespaces={"w": nsmap["w"]})
+
+
 def drop_empty_runs(body) -> None:
     """Remove the empty runs docxtpl leaves around `{{r …}}` tags and empty values."""
-    for r in list(body.iter(qn("w:r"))):
-        content = [c for c in r if c.tag != qn("w:rPr")]
-        if content and all(c.tag == qn("w:t") and not c.text for c in content):
-            r.getparent().remove(r)
+    for r in _EMPTY_RUNS(body):
+        r.getparent().remove(r)
