@@ -71,6 +71,86 @@ def status(campaign_id: str, as_json: bool = typer.Option(False, "--json", help=
 
 
 @app.command()
+def chase(campaign_id: str = typer.Argument(..., help="活动编号，例如 xinqu-2023-9")):
+    """催报：按催报阶梯提醒、催报、督办未报送的单位，并发送每日报送日报（可重复执行，不会重复发送）。"""
+    from flows.escalate import ChaseStopped, chase_overdue
+    from flows.runner import run_flow
+    from models.status import UnknownCampaign
+
+    try:
+        summary = run_flow(chase_overdue, campaign_id)
+    except UnknownCampaign as exc:
+        _fail(str(exc.args[0]))
+    except ChaseStopped as exc:
+        _fail(str(exc), code=1)
+    typer.echo(summary)
+
+
+@app.command()
+def exempt(campaign_id: str, unit_code: str,
+           reason: str = typer.Option(..., "--reason", help="豁免原因（必填），记入操作记录")):
+    """将单位标记为豁免：不再催报，汇总时列为“免报”。"""
+    from models.actions import ActionError, exempt_unit
+    from models.db import session_scope
+
+    try:
+        with session_scope() as session:
+            exempt_unit(session, campaign_id, unit_code, reason, actor="cli")
+    except ActionError as exc:
+        _fail(str(exc))
+    typer.echo(f"已将单位 {unit_code.upper()} 标记为豁免（原因：{reason.strip()}），此后不再向其催报。")
+
+
+@app.command("web")
+def web_command(host: str = typer.Option("127.0.0.1", "--host", help="监听地址"),
+                port: int = typer.Option(8000, "--port", help="端口")):
+    """启动办公室工作台（浏览器访问）。"""
+    from web.app import serve as serve_web
+
+    serve_web(host, port)
+
+
+staff_app = typer.Typer(help="工作人员账号", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
+
+
+@staff_app.command("add")
+def staff_add(name: str, reset: bool = typer.Option(False, "--reset", help="重设已有账号的密码")):
+    """添加工作人员账号；不在终端运行时从标准输入读取密码。"""
+    from web.cli_support import PasswordEntryError, StaffError, add_staff_interactive
+
+    try:
+        typer.echo(add_staff_interactive(name, replace=reset))
+    except (PasswordEntryError, StaffError) as error:
+        _fail(str(error))
+
+
+@app.command()
+def serve(no_schedules: bool = typer.Option(False, "--no-schedules", help="只接受手动触发，不按计划运行")):
+    """在一个进程中运行 prefect.yaml 中的全部部署（需要 PREFECT_API_URL 指向 Prefect 服务器）。"""
+    from flows.deployments import serve_all
+    from flows.runner import prefect_server_configured
+
+    if not prefect_server_configured():
+        _fail("未设置 PREFECT_API_URL：请先启动 Prefect 服务器（prefect server start），"
+              "再设置 PREFECT_API_URL=http://127.0.0.1:4200/api 后重试")
+    serve_all(with_schedules=not no_schedules)
+
+
+@app.command()
+def demo(units: int = typer.Option(0, "--units", help="只用前 N 个单位（0 为全部）"),
+         keep_running: bool = typer.Option(False, "--keep-running", help="结束后保留 Prefect 服务器和办公室工作台"),
+         web_port: int = typer.Option(8000, "--web-port", help="办公室工作台端口（配合 --keep-running）")):
+    """演示：启动 Prefect 服务器和内置邮件服务器，按时间推进完整运行示例活动。"""
+    from demo.run import run_demo
+
+    try:
+        run_demo(unit_limit=units or None, keep_running=keep_running, web_port=web_port, say=typer.echo)
+    except KeyboardInterrupt:
+        _fail("已中断，所有服务已关闭。", code=130)
+
+
+@app.command()
 def devmail():
     """启动内置的开发用邮件服务器（SMTP + IMAP，仅监听本机）。"""
     from mail.devmail import serve_forever

@@ -55,6 +55,7 @@ def get_engine(url: str | None = None) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         import models.tables  # noqa: F401  (registers the tables on the metadata)
+        import models.staff  # noqa: F401
 
         SQLModel.metadata.create_all(engine)
         _engines[url] = engine

@@ -53,6 +53,12 @@ def _secret_bytes() -> bytes:
     return path.read_bytes().strip()
 
 
+def derived_key(purpose: str) -> bytes:
+    """A key for another use of the same secret (e.g. "staff-sessions"): stable across restarts, and
+    knowing it reveals nothing about the key that signs the units' tokens."""
+    return hmac.new(_secret_bytes(), f"noticeflow derived key: {purpose}".encode(), hashlib.sha256).digest()
+
+
 def _signature(prefix: str, unit_code: str) -> str:
     digest = hmac.new(_secret_bytes(), f"{prefix}|{unit_code}".encode(), hashlib.sha256).digest()
     return base64.b32encode(digest).decode()[:SIGNATURE_LENGTH]

@@ -1,0 +1,1 @@
+"""The staff page (`noticeflow web`): see web/app.py."""
