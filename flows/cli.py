@@ -140,12 +140,15 @@ def serve(no_schedules: bool = typer.Option(False, "--no-schedules", help="只�
 @app.command()
 def demo(units: int = typer.Option(0, "--units", help="只用前 N 个单位（0 为全部）"),
          keep_running: bool = typer.Option(False, "--keep-running", help="结束后保留 Prefect 服务器和办公室工作台"),
-         web_port: int = typer.Option(8000, "--web-port", help="办公室工作台端口（配合 --keep-running）")):
+         web_port: int = typer.Option(8000, "--web-port", help="办公室工作台端口（配合 --keep-running）"),
+         output_dir: Path = typer.Option(None, "--output-dir", help="演示数据目录（每次运行前清空），默认 outputs/demo"),
+         prefect_home: Path = typer.Option(None, "--prefect-home", help="Prefect 服务器数据目录，默认 outputs/prefect")):
     """演示：启动 Prefect 服务器和内置邮件服务器，按时间推进完整运行示例活动。"""
-    from demo.run import run_demo
+    from demo.run import DEFAULT_DEMO_DIR, PREFECT_HOME, run_demo
 
     try:
-        run_demo(unit_limit=units or None, keep_running=keep_running, web_port=web_port, say=typer.echo)
+        run_demo(unit_limit=units or None, keep_running=keep_running, web_port=web_port, say=typer.echo,
+                 output_dir=(output_dir or DEFAULT_DEMO_DIR).resolve(), prefect_home=(prefect_home or PREFECT_HOME).resolve())
     except KeyboardInterrupt:
         _fail("已中断，所有服务已关闭。", code=130)
 
