@@ -14,6 +14,7 @@ from typing import Sequence
 from docx.oxml import parse_xml
 from docx.oxml.ns import qn
 from docxtpl import DocxTemplate
+from lxml import etree
 
 from documents import layout as L
 from documents.blocks import (Annex, AnnexTable, annex_page, drop_empty_runs, fragment_xml,
@@ -157,24 +158,26 @@ def _set_properties(docx, document: OfficialDocument) -> None:
     core.language = L.LANGUAGE
 
 
-# The annex pages go into the rendered document rather than through docxtpl: they are built as
-# WordprocessingML already, and docxtpl's passes over the rendered text (line breaks, tables, the
-# swap of the body) grow faster than the text; with a table of 10,000 rows they were most of the
-# time. The template's {{p annexes }} tag is rendered as this placeholder, then replaced.
+# The annex pages join the rendered document as text, not through docxtpl: they are built as
+# WordprocessingML already, and docxtpl's passes over its rendered text and its swap of the body
+# (lxml moving a parsed tree into another document) grow faster than the text: with a table of
+# 10,000 rows they were most of the time. The template's {{p annexes }} tag is rendered as this
+# placeholder paragraph; the document is then parsed once with the annexes in its place.
 _ANNEX_MARK = "noticeflow:annex-pages:placeholder"
 _ANNEX_PLACEHOLDER = paragraph(None, run(_ANNEX_MARK))
+_PLACEHOLDER_XML = re.compile(r"<w:p\b[^>]*>(?:(?!<w:p\b).)*?" + re.escape(_ANNEX_MARK) + r".*?</w:p>", re.S)
 
 
-def _put_annexes(root, annexes: Fragment) -> None:
-    """Replace the placeholder paragraph in the rendered document `root` by the annex pages."""
-    body = root.body
-    placeholder = next(p for p in body.iterchildren(qn("w:p"))
-                       if "".join(t.text or "" for t in p.iter(qn("w:t"))) == _ANNEX_MARK)
-    if annexes.xml:
-        declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in root.nsmap.items() if prefix)
-        for element in list(parse_xml(f"<w:body {declarations}>{annexes.xml}</w:body>")):
-            placeholder.addprevious(element)
-    body.remove(placeholder)
+def _put_annexes(docx, annexes: Fragment) -> None:
+    """Replace the placeholder paragraph of the rendered python-docx Document `docx` by the annex
+    pages: the document part's XML is parsed anew from text, in one document (no tree moves)."""
+    xml, count = _PLACEHOLDER_XML.subn(lambda _: annexes.xml, etree.tostring(docx.element, encoding="unicode"))
+    if count != 1:
+        raise RuntimeError(f"the rendered template holds {count} annex placeholders, expected 1")
+    root = parse_xml(xml)
+    # python-docx has no setter for a part's element (docxtpl, too, works on docx._element).
+    docx.part._element = root
+    docx._element = root
 
 
 @contextmanager
@@ -201,7 +204,7 @@ def render_official_document(document: OfficialDocument, out_path: Path,
         context = _context(document, tpl)
         annexes, context["annexes"] = context["annexes"], Fragment(_ANNEX_PLACEHOLDER)
         tpl.render(context, autoescape=True)
-        _put_annexes(tpl.docx.element, annexes)
+        _put_annexes(tpl.docx, annexes)
         drop_empty_runs(tpl.docx.element.body)
         merge_section_breaks(tpl.docx.element.body)
         keep_signature_with_text(tpl.docx.element.body)

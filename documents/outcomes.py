@@ -20,23 +20,10 @@ from sqlmodel import Session, select
 from documents.officialdoc import gc_paused
 from forms.aggregate import Aggregation, UnitOutcome, aggregate
 from forms.ladder import deadline_of
+from models.labels import status_label
 from models.states import RecipientStatus
 from models.status import UnknownCampaign
 from models.tables import Campaign, Recipient, Submission, Unit
-
-# What staff read for each status (the xlsx, the summary's annex). One place for the words.
-STATUS_LABELS = {
-    RecipientStatus.pending.value: "未发通知",
-    RecipientStatus.notified.value: "已通知，未回复",
-    RecipientStatus.replied.value: "已回复",
-    RecipientStatus.late.value: "逾期回复",
-    RecipientStatus.overdue.value: "逾期未报",
-    RecipientStatus.escalated.value: "逾期未报，已督办",
-    RecipientStatus.bounced.value: "退信",
-    RecipientStatus.needs_review.value: "待人工核实",
-    RecipientStatus.exempt.value: "免报",
-}
-
 
 @dataclass(frozen=True)
 class UnitRecord:
@@ -64,11 +51,12 @@ class UnitRecord:
 
     @property
     def status_label(self) -> str:
-        return STATUS_LABELS.get(self.status, self.status)
+        return status_label(self.status)
 
     def outcome(self) -> UnitOutcome:
         return UnitOutcome(code=self.code, name=self.name, kind=self.kind, status=self.status,
-                           values=self.values, received_at=self.first_valid_at, late=self.late)
+                           values=self.values, received_at=self.first_valid_at, late=self.late,
+                           rejected=self.submissions > 0 and self.values is None)
 
 
 def campaign_row(session: Session, campaign_id: str) -> Campaign:

@@ -2,7 +2,8 @@
 
 Everything it says comes from the campaign definition and an `Aggregation` (forms.aggregate) of the
 units' latest valid submissions, so the same data gives the same text. Every figure is written by
-`figure()`, in the text and in the tables alike, so the two always read the same. The layout is the
+summary_words.figure(), in the text and in the tables alike, so the two always read the same; the
+other words (names, measures, excerpts) are in documents/summary_words.py too. The layout is the
 shared one of documents/officialdoc.py.
 
     一、基本情况          应报、已报、按时、逾期、未报, by kind of unit, and the total of every measure
@@ -14,31 +15,26 @@ shared one of documents/officialdoc.py.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Sequence
 
 from documents import layout as L
 from documents.blocks import MERGE_LEFT, MERGE_UP, cell_text
 from documents.chinese_text import char_width, chinese_date
+from documents.summary_words import (chinese_number, deadline_text, excerpt, figure, join_names, measure_phrase,
+                                     measure_words, report_time, units_phrase)
 from documents.officialdoc import Annex, AnnexTable, OfficialDocument, gc_paused, render_official_document
 from forms.aggregate import Aggregation, UnitOutcome
 from forms.campaign import CampaignDefinition
 from forms.ladder import deadline_of
 from forms.schema import Aggregate, FieldSpec, FieldType, FormSchema
-from models.clock import CHINA_TZ
 from models.settings import get_settings
 from models.states import RecipientStatus
 
 SUMMARY_FILE_PREFIX = "summary-"
 MAX_EXCERPTS = 5                 # 典型做法: excerpts from this many units at most
-EXCERPT_MAX_CHARS = 150          # characters of one excerpt, before its attribution
-EXCERPT_MIN_CHARS = 8            # shorter texts ("无", "详见附件") are not cases
-MAX_NAMED_UNITS = 10             # units named in one sentence; more are "……等N个单位"
 TOP_UNITS_PER_ACTIVITY = 3       # units named as doing the most of one activity
 UNIT_NAME_COLUMN_CHARS = (6, 12)  # the 单位 column: at least / at most this many characters wide
 NOT_REPORTED_ANNEX_TITLE = "未报送单位名单"
@@ -46,7 +42,6 @@ CLOSING = "特此通报。"
 TOTAL_LABEL = "合计"
 
 EXEMPT = RecipientStatus.exempt.value
-_NUMERALS = "一二三四五六七八九十"
 
 
 def unit_numbers(aggregation: Aggregation) -> dict[str, int]:
@@ -61,138 +56,6 @@ def summary_file_name(day: date) -> str:
 def summary_output_path(campaign_id: str, day: date) -> Path:
     """Where the summary of `day` lives: <output dir>/<campaign>/summary-<YYYY-MM-DD>.docx."""
     return get_settings().campaign_dir(campaign_id) / summary_file_name(day)
-
-
-# --- Words ---------------------------------------------------------------------------------------
-def figure(value, decimals: int = 0) -> str:
-    """A figure as the summary writes it, in the text and the tables alike: no digit grouping,
-    at most the field's decimals, no trailing zeros (12.5, 12)."""
-    if value is None or value == "":
-        return ""
-    number = Decimal(str(value))
-    if decimals <= 0:
-        return str(int(number.quantize(Decimal(1))))
-    text = f"{number.quantize(Decimal(1).scaleb(-decimals)):f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def chinese_number(n: int) -> str:
-    """1 → 一 … 10 → 十, 11 → 十一 … 99 (heading numbers)."""
-    if n <= 10:
-        return _NUMERALS[n - 1]
-    tens, ones = divmod(n, 10)
-    return (_NUMERALS[tens - 1] if tens > 1 else "") + "十" + (_NUMERALS[ones - 1] if ones else "")
-
-
-def join_names(names: Sequence[str]) -> str:
-    """A、B和C."""
-    names = list(names)
-    if len(names) <= 1:
-        return "".join(names)
-    return "、".join(names[:-1]) + "和" + names[-1]
-
-
-def units_phrase(names: Sequence[str], limit: int = MAX_NAMED_UNITS) -> str:
-    """中川园区管委会 / A和B共2个单位 / A、B……等12个单位 — a complete list or a named sample."""
-    names = list(names)
-    if len(names) == 1:
-        return names[0]
-    if len(names) <= limit:
-        return f"{join_names(names)}共{len(names)}个单位"
-    return f"{'、'.join(names[:limit])}等{len(names)}个单位"
-
-
-# How a measure's label becomes words around its figure: 活动场次 → 活动120场,
-# 参与志愿者人次 → 参与志愿者3456人次, 志愿服务时长（小时） → 志愿服务时长5678.5小时.
-_MEASURE_WORDS = (
-    (re.compile(r"^(.*?)(?:场次|场数)$"), "场"),
-    (re.compile(r"^(.*?)人次$"), "人次"),
-    (re.compile(r"^(.*?)人数$"), "人"),
-    (re.compile(r"^(.*?)篇数$"), "篇"),
-    (re.compile(r"^(.*?)次数$"), "次"),
-    (re.compile(r"^(.*?)个数$"), "个"),
-    (re.compile(r"^(.*?)件数$"), "件"),
-    (re.compile(r"^(.*?)[（(]([^（）()]+)[）)]$"), None),   # the unit in brackets
-)
-
-
-def measure_words(label: str) -> tuple[str, str]:
-    """(stem, unit of measure) of a measure's label; the stem is the label itself when no rule
-    applies and then the unit is empty."""
-    for pattern, unit in _MEASURE_WORDS:
-        match = pattern.match(label.strip())
-        if match and match.group(1):
-            return match.group(1), unit if unit is not None else match.group(2)
-    return label.strip(), ""
-
-
-def measure_phrase(label: str, value, decimals: int = 0) -> str:
-    stem, unit = measure_words(label)
-    return f"{stem}{figure(value, decimals)}{unit}"
-
-
-# --- Excerpts of the units' texts ------------------------------------------------------------------
-_SENTENCE = re.compile(r".*?(?:[。！？!?]+|…+)[”’」』）)]*|.+$", re.S)
-_ENDS_SENTENCE = re.compile(r"(?:[。！？!?]|…)[”’」』）)]*$")
-_SOFT_BREAK = "，；、：,;:"
-_LIST_MARKER = re.compile(r"^(?:[一二三四五六七八九十]+[、.．]|[（(][一二三四五六七八九十\d]+[）)]"
-                          r"|\d+[、.．](?!\d)|[①-⑳]|[•·\-*—]+)\s*")
-# Answers that say there is nothing to quote.
-_NOTHING = re.compile(r"^(?:无|暂无|没有|略|同上|(?:详见|见|参见)附件\S{0,12}|/|-+|—+)[。.！!]?$")
-_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0E\uFE0F\u200D\U000E0000-\U000E007F]")
-# Line breaks as Excel, Word and web forms write them.
-_LINE_BREAK = re.compile(r"\r\n|[\r\x0b\x0c\x85\u2028\u2029]")
-
-
-def clean_text(text) -> str:
-    """A unit's text as the document may show it: NFC, line breaks as \\n, no control characters
-    or emoji. Characters outside GB2312 (堃, 𠮷) stay as they are."""
-    text = _LINE_BREAK.sub("\n", unicodedata.normalize("NFC", str(text)))
-    return _EMOJI.sub("", cell_text(text))
-
-
-def text_paragraphs(text) -> list[str]:
-    """The paragraphs of a unit's text. A blank line, a line that starts with 一、 （一） 1. …, and
-    the line after a finished sentence or a short heading start a new paragraph; any other line
-    break is where the writer's box wrapped, and the lines are joined."""
-    paragraphs, current = [], ""
-    for line in clean_text(text).split("\n"):
-        line = line.strip(" \t\u3000")
-        if not line or (current and (_LIST_MARKER.match(line) or _ENDS_SENTENCE.search(current)
-                                     or len(current) < EXCERPT_MIN_CHARS)):
-            if current:
-                paragraphs.append(current)
-            current = ""
-        current += line
-    if current:
-        paragraphs.append(current)
-    return paragraphs
-
-
-def excerpt(text, max_chars: int = EXCERPT_MAX_CHARS) -> str | None:
-    """The opening of a unit's text: whole sentences (。！？) of its first real paragraph up to
-    `max_chars`; a first sentence longer than that is cut after a comma and ends in “……”. None
-    when there is nothing to quote ("无", "详见附件")."""
-    paragraphs = [_LIST_MARKER.sub("", p).strip(" \t\u3000") for p in text_paragraphs(text)]
-    paragraphs = [p for p in paragraphs if len(p) >= EXCERPT_MIN_CHARS and not _NOTHING.match(p)]
-    if not paragraphs:
-        return None
-    sentences = [s for s in _SENTENCE.findall(paragraphs[0]) if s.strip()]
-    kept = ""
-    for sentence in sentences:
-        if len(kept) + len(sentence) > max_chars:
-            break
-        kept += sentence
-    if not kept:
-        head = sentences[0][:max_chars]
-        cut = max(head.rfind(mark) for mark in _SOFT_BREAK)
-        if cut >= max_chars // 2:
-            head = head[:cut]
-        return head.rstrip(_SOFT_BREAK + " ") + "……"
-    kept = kept.strip()
-    if not _ENDS_SENTENCE.search(kept):
-        kept = kept.rstrip(_SOFT_BREAK + " ") + "。"
-    return kept
 
 
 def story_field(schema: FormSchema) -> FieldSpec | None:
@@ -275,7 +138,7 @@ class Measures:
             given = [Decimal(str(v)) for v in given if v is not None and v != ""]
             cells.append(figure(sum(given, Decimal(0)), column.decimals) if given else "")
         cells += [figure(values.get(f.key), f.decimals) for f in self.field_sums]
-        cells += [cell_text(values.get(f.key) or "").strip() for f in self.counted]
+        cells += ["" if values.get(f.key) is None else cell_text(values[f.key]).strip() for f in self.counted]
         return cells
 
     def total_figures(self, aggregation: Aggregation) -> list[str]:
@@ -285,21 +148,6 @@ class Measures:
         cells += [figure(aggregation.totals[f.key], f.decimals) for f in self.field_sums]
         cells += [f"{aggregation.value_counts[f.key]}个" for f in self.counted]
         return cells
-
-
-# --- Times -------------------------------------------------------------------------------------------
-def report_time(when: datetime | None, deadline: datetime) -> str:
-    """报送时间 in a table cell: 10月9日 / 15:30 on two lines, the year only when it is not the
-    deadline's."""
-    if when is None:
-        return ""
-    local = when.astimezone(CHINA_TZ)
-    day = f"{local.month}月{local.day}日" if local.year == deadline.year else chinese_date(local.date())
-    return f"{day}\n{local:%H:%M}"
-
-
-def deadline_text(deadline: datetime) -> str:
-    return chinese_date(deadline.astimezone(CHINA_TZ).date())
 
 
 # --- Status words ---------------------------------------------------------------------------------------
@@ -314,7 +162,7 @@ def missing_reason(outcome: UnitOutcome) -> str:
     if outcome.status == RecipientStatus.needs_review.value:
         return "来信待人工核实"
     if _awaiting_correction(outcome):
-        return "回执有误，尚未更正"
+        return "回执有误未更正"
     if outcome.status == RecipientStatus.pending.value:
         return "尚未发出通知"
     return "未回复"
@@ -443,7 +291,7 @@ def units_table(measures: Measures, aggregation: Aggregation, deadline: datetime
 def not_reported_table(aggregation: Aggregation, kind_labels: dict[str, str]) -> AnnexTable:
     rows = [[str(i), o.name, kind_labels.get(o.kind, o.kind), missing_reason(o)]
             for i, o in enumerate(aggregation.not_reported_units, start=1)]
-    return AnnexTable(header=[["序号", "单位名称", "单位类别", "情况说明"]], rows=rows, widths=[1, 5, 3, 3],
+    return AnnexTable(header=[["序号", "单位名称", "单位类别", "情况说明"]], rows=rows, widths=[1.2, 4.8, 3.2, 3.2],
                       align=["center", "left", "center", "center"])
 
 

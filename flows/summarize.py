@@ -11,7 +11,6 @@ files (each one atomically).
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -24,7 +23,8 @@ from sqlmodel import select
 from documents.bundle import BUNDLE_FILE_NAME, BundleReport, build_bundle
 from documents.export import EXPORT_FILE_NAME, write_export
 from documents.outcomes import UnitRecord, campaign_deadline, campaign_figures, campaign_row
-from documents.summary import Measures, figure, measure_words, render_summary, summary_output_path, unit_numbers
+from documents.summary import Measures, render_summary, summary_output_path, unit_numbers
+from documents.summary_words import figure, measure_words
 from flows.runner import logger, publish_markdown, run_task
 from forms.aggregate import Aggregation
 from forms.campaign import CampaignDefinition, load_campaign
@@ -35,8 +35,6 @@ from models.settings import get_settings
 from models.states import record_event
 from models.tables import Campaign
 
-WEB_BASE_URL_ENV = "NOTICEFLOW_WEB_BASE_URL"
-DEFAULT_WEB_BASE_URL = "http://127.0.0.1:8000"
 EVENT_PUBLISHED = "summary.published"
 NAMES_IN_ARTIFACT = 20
 
@@ -45,14 +43,9 @@ class SummaryError(ValueError):
     """The summary cannot be made as asked; the message is for staff."""
 
 
-def web_base_url() -> str:
-    """The staff page's address, for the links in the artifact."""
-    return (os.environ.get(WEB_BASE_URL_ENV) or DEFAULT_WEB_BASE_URL).rstrip("/")
-
-
 def file_links(campaign_id: str) -> dict[str, str]:
     """Where the staff page serves the newest summary, the export and the bundle of a campaign."""
-    base = f"{web_base_url()}/campaigns/{campaign_id}/files"
+    base = f"{get_settings().web_base_url.rstrip('/')}/campaigns/{campaign_id}/files"
     return {"summary": f"{base}/summary", "export": f"{base}/export", "attachments": f"{base}/attachments"}
 
 

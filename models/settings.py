@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     imap_folder: str = "INBOX"
     imap_processed_folder: str = "Processed"
 
+    web_base_url: str = "http://127.0.0.1:8000"  # where the staff page is reached: links in artifacts
+
     secret: SecretStr | None = None
     now: str | None = None
     devmail_password: SecretStr = SecretStr(DEFAULT_DEV_PASSWORD)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import shutil
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -49,17 +49,15 @@ def figures(definition, seed: int, **overrides) -> dict:
     return values
 
 
-def zero_figures(definition, **overrides) -> dict:
-    values = figures(definition, 0, **overrides)
-    return values
-
-
 class SummaryWorld:
-    def __init__(self, tmp_path: Path, units: list[tuple[str, str, str]] | None = None, **campaign_changes):
+    def __init__(self, tmp_path: Path, units: list[tuple[str, str, str]] | None = None, form: str | None = None,
+                 **campaign_changes):
         """The example campaign copied to tmp_path; `units` (code, name, kind) replaces its unit list,
-        `campaign_changes` replace top-level or `summary.` keys of campaign.yaml."""
+        `form` its form.yaml, `campaign_changes` top-level or `summary_…` keys of campaign.yaml."""
         self.folder = tmp_path / "campaign" / CID
         shutil.copytree(CAMPAIGNS_DIR / CID, self.folder)
+        if form is not None:
+            (self.folder / "form.yaml").write_text(form, "utf-8")
         if units is not None:
             with open(self.folder / "units.csv", "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
@@ -152,7 +150,3 @@ class SummaryWorld:
 
 def synthetic_units(count: int, name=lambda n: f"测试单位{n:03d}") -> list[tuple[str, str, str]]:
     return [(f"T{n:03d}", name(n), KINDS[n % len(KINDS)]) for n in range(1, count + 1)]
-
-
-def at(text: str) -> datetime:
-    return parse_instant(text)

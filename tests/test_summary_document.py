@@ -15,7 +15,8 @@ from lxml import etree
 
 import gbt9704_checks as C
 from documents.preview import docx_to_pdf, missing_tools
-from documents.summary import EXCERPT_MAX_CHARS, excerpt, figure, join_names, render_summary, units_phrase
+from documents.summary import render_summary
+from documents.summary_words import EXCERPT_MAX_CHARS, excerpt, figure, join_names, units_phrase
 from models import db
 from models.settings import reload_settings
 from models.states import RecipientStatus as S
@@ -112,7 +113,7 @@ class Read:
         return "\n".join(self.paragraphs)
 
     def table_after(self, caption: str) -> list[list[str]]:
-        captions = [p for p in self.paragraphs if re.match(r"^（[一二三]）", p) and p in (
+        captions = [p for p in self.paragraphs if p in (
             "（一）报送情况", "（二）各类活动开展情况", "（三）各单位报送情况", "（二）各单位报送情况")]
         return self.tables[captions.index(caption)]
 
@@ -275,7 +276,7 @@ def test_only_the_latest_valid_submission_counts(mixed):
     rejected = next(row for row in unit_rows(doc) if row[1] == world.definition.units[3].name)
     assert rejected[-1] == "未报送" and rejected[2] == ""
     reasons = {row[1]: row[3] for row in doc.tables[-1][1:]}
-    assert reasons[world.definition.units[3].name] == "回执有误，尚未更正"
+    assert reasons[world.definition.units[3].name] == "回执有误未更正"
     assert reasons[world.definition.units[4].name] == "通知邮件被退回"
 
 
@@ -361,6 +362,35 @@ def test_a_unit_with_zero_activities_and_an_activity_nobody_did(env, tmp_path):
     assert activities[0].endswith("此类活动由测试单位002（2场）开展。")
     assert doc.section("四、存在问题") == ["测试单位001报送的活动场次均为0。"]
     assert unit_rows(doc)[0][2:8] == ["0"] * 6
+
+
+FORM_WITHOUT_GRID = """
+title: 安全生产检查情况统计表
+fields:
+  - {key: checks, label: 检查次数, type: integer, required: true, min: 0, aggregate: sum}
+  - {key: hazards, label: 整改隐患（处）, type: integer, required: true, min: 0, aggregate: sum}
+  - {key: drill, label: 应急演练, type: text, aggregate: count}
+  - {key: practice, label: 经验做法, type: text, max_length: 2000, aggregate: collect}
+"""
+
+
+def test_another_form_drives_the_summary(env, tmp_path):
+    """No grid, a counted field: the sections and tables follow the schema, not the example."""
+    world = SummaryWorld(tmp_path, synthetic_units(3), form=FORM_WITHOUT_GRID)
+    world.notify()
+    world.reply("T001", {"checks": 4, "hazards": 2, "drill": "已开展", "practice": "建立隐患台账，逐项销号。"})
+    world.reply("T002", {"checks": 1, "hazards": 0, "drill": "", "practice": "无"}, at=LATE)
+    doc = read(world, tmp_path)
+    assert "二、各类活动开展情况" not in doc.paragraphs
+    headings = [p for p in doc.paragraphs if re.match(r"^[一二三四五]、", p)]
+    assert headings == ["一、基本情况", "二、典型做法", "三、存在问题", "四、下一步工作要求"]
+    basic = doc.section("一、基本情况")
+    assert basic[-1] == "据统计，已报送单位合计：检查5次，整改隐患2处。填报“应急演练”的单位1个。"
+    assert doc.section("二、典型做法")[1] == "建立隐患台账，逐项销号。（测试单位001）"
+    units = doc.table_after("（二）各单位报送情况")
+    assert units[0] == ["序号", "单位", "检查次数", "整改隐患（处）", "应急演练", "报送时间", "备注"]
+    assert units[1][2:5] == ["4", "2", "已开展"] and units[-1][1:5] == ["合计", "5", "2", "1个"]
+    assert C.structural_problems(doc.docx) == {}
 
 
 def test_many_late_units_are_named_up_to_ten(env, tmp_path):

@@ -116,10 +116,10 @@ def test_export_has_one_row_per_unit_with_every_field(world, tmp_path):
     numbers = unit_numbers(aggregation)
     assert all(rows[code]["序号"] == numbers[code] for code in world.codes)
     one, two, three, four = (rows[c] for c in ("T001", "T002", "T003", "T004"))
-    assert (one["状态"], one["报送情况"], two["状态"], two["报送情况"]) == ("已回复", "按时报送", "逾期回复", "逾期报送")
+    assert (one["状态"], one["报送情况"], two["状态"], two["报送情况"]) == ("已报送", "按时报送", "逾期报送", "逾期报送")
     assert (three["状态"], three["报送情况"], three["状态说明"]) == ("退信", "未报送", "邮箱不存在")
     assert (four["状态"], four["报送情况"]) == ("免报", "免报")
-    assert rows["T005"]["状态"] == "已通知，未回复"
+    assert rows["T005"]["状态"] == "已通知"
     # Beijing wall-clock time, as the office reads it
     assert one["报送时间（北京时间）"] == datetime(2023, 10, 9, 15, 30)
     assert two["报送时间（北京时间）"] == datetime(2023, 10, 12, 9, 15)

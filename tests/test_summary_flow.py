@@ -19,7 +19,7 @@ from flows.runner import run_flow
 from flows.summarize import (EVENT_PUBLISHED, SummaryError, SummaryFiles, file_links, gather_summary_data,
                              publish_summary, summary_markdown)
 from models.db import session_scope
-from models.settings import get_settings
+from models.settings import get_settings, reload_settings
 from models.states import RecipientStatus as S
 from models.status import UnknownCampaign
 from models.tables import Campaign, Event, Unit
@@ -126,6 +126,7 @@ def test_a_run_that_dies_half_way_leaves_whole_files_and_the_next_run_finishes(w
 
 def test_the_artifact_gives_the_headline_figures_and_links(world, monkeypatch):
     monkeypatch.setenv("NOTICEFLOW_WEB_BASE_URL", "https://staff.wenmingban.example/")
+    reload_settings()
     with session_scope() as session:   # a unit whose name means something in markdown
         session.exec(select(Unit).where(Unit.code == "T002")).one().name = "测试|单位*2"
     data = gather_summary_data.fn(CID, date(2023, 10, 16))
