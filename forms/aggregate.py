@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from forms.schema import Aggregate, FieldSpec, FieldType, FormSchema
-from models.states import REPORTED, RecipientStatus
+from models.states import RecipientStatus
 
 Number = int | Decimal
 
@@ -25,6 +25,7 @@ class UnitOutcome:
     values: dict | None = None             # the latest valid submission's values, or None
     received_at: datetime | None = None
     late: bool = False
+    rejected: bool = False                 # sent a form, none of its versions valid yet
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Counts:
     bounced: int = 0               # 退信
     exempt: int = 0                # 免报
     needs_review: int = 0          # waiting for staff (a disputed token, disagreeing keys)
-    awaiting_correction: int = 0   # replied, but nothing valid yet
+    awaiting_correction: int = 0   # sent a form, but nothing valid yet (待更正)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _count(outcomes: list[UnitOutcome]) -> Counts:
                 counts.on_time += 1
         else:
             counts.not_reported += 1
-            if outcome.status in {s.value for s in REPORTED}:
+            if outcome.rejected:
                 counts.awaiting_correction += 1
         if outcome.status == RecipientStatus.bounced.value:
             counts.bounced += 1

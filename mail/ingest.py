@@ -16,7 +16,8 @@ The life of a message (InboundMessage.state):
    Then ONE database transaction claims the row (stored → processed, a conditional UPDATE, so two
    runs never both process it), matches, stores the attachments, adds the Submission version,
    moves the unit's status and enqueues the answer (回执 or correction request) in the outbox.
-   A crash before the commit leaves the row `stored`: done again, whole.
+   A crash before the commit leaves the row `stored`: done again, whole. (These commits skip
+   SQLite's fsync, the fetch's do not: see `processing_connection`.)
 3. send: the outbox sends each answer once (its dedupe key is campaign:unit:kind:<inbound id>); a
    row left `sending` by a crash is resent with the same Message-ID (the outbox's documented rule).
 4. move: only now is the message moved to the Processed folder on the server, and the row marked
@@ -42,7 +43,8 @@ import os
 import re
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -52,6 +54,7 @@ from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import func, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from forms.campaign import CampaignDefinition, load_campaign
@@ -70,7 +73,7 @@ from mail.rawstore import raw_relative_path, read_raw, sync_directories, write_a
 from mail.templating import render_email
 from models import tokens
 from models.clock import CHINA_TZ, now
-from models.db import session_scope
+from models.db import get_engine, session_scope
 from models.settings import Settings, get_settings
 from models.states import TRANSITIONS, RecipientStatus, record_event, transition
 from models.tables import (
@@ -87,7 +90,7 @@ log = logging.getLogger(__name__)
 
 # --- states and kinds ---------------------------------------------------------------------------
 STORED, PROCESSED, MOVED, FAILED, UID_EXPIRED = "stored", "processed", "moved", "failed", "uid_expired"
-DUPLICATE, ERROR = "duplicate", "error"     # classifications besides mail.classify.Kind
+DUPLICATE, ERROR, OWN_MESSAGE = "duplicate", "error", "own"  # classifications besides mail.classify.Kind
 ACK, CORRECTION = "ack", "correction"       # outbox kinds (and template names)
 ANSWER_KINDS = (ACK, CORRECTION)
 ATTACHMENTS_DIR = "attachments"
@@ -104,6 +107,7 @@ ANSWER_RETRY = outbox.RetryPolicy(delays=(5.0,))
 AUTOMATIC_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
 
 EVENT_SUBMISSION = "submission_received"
+EVENT_SUBMISSION_REJECTED = "submission_rejected"
 EVENT_REPLY_NO_STATUS = "reply_recorded_status_kept"
 EVENT_BOUNCE = "bounce_received"
 EVENT_AUTO_REPLY = "auto_reply_received"
@@ -375,11 +379,13 @@ class Outcome:
         return asdict(self)
 
 
-def process_message(inbound_id: int, scope: Scope, prepared: Prepared | None = None) -> Outcome | None:
-    """Process one stored message in one transaction. None when it was not `stored` (already
-    processed, or another run has it)."""
+def process_message(inbound_id: int, scope: Scope, prepared: Prepared | None = None, *,
+                    connection: Connection | None = None) -> Outcome | None:
+    """Process one stored message in one transaction (on `connection` when given, see
+    `processing_connection`). None when it was not `stored` (already processed, or another run
+    has it)."""
     try:
-        with session_scope() as session:
+        with _transaction(connection) as session:
             claimed = session.exec(update(InboundMessage)
                                    .where(InboundMessage.id == inbound_id, InboundMessage.state == STORED)
                                    .values(state=PROCESSED, processed_at=now()))
@@ -392,6 +398,45 @@ def process_message(inbound_id: int, scope: Scope, prepared: Prepared | None = N
         outcome = _record_failure(inbound_id, error)
     fault_point("processed")
     return outcome
+
+
+@contextmanager
+def processing_connection() -> Iterator[Connection]:
+    """The connection a batch's processing transactions run on. On SQLite its commits are not
+    fsync'ed (synchronous=NORMAL in WAL mode): a killed process loses nothing, and a power cut can
+    only undo the latest processing, never a recording — the rows were committed durably when the
+    messages were fetched and the raw files are on disk. An undone message is `stored` again and
+    processed again the same way; its answer gets the same dedupe key and Message-ID, so a unit
+    that already had it sees the same message (the outbox's rule for interrupted sends)."""
+    connection = get_engine().connect()
+    restore = None
+    try:
+        if connection.dialect.name == "sqlite":
+            restore = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+            connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+            connection.commit()
+        yield connection
+    finally:
+        if restore is not None:
+            connection.exec_driver_sql(f"PRAGMA synchronous={int(restore)}")
+            connection.commit()
+        connection.close()
+
+
+@contextmanager
+def _transaction(connection: Connection | None) -> Iterator[Session]:
+    if connection is None:
+        with session_scope() as session:
+            yield session
+        return
+    # Bound to a connection outside any transaction, the session begins and commits real ones.
+    with Session(bind=connection, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def _record_failure(inbound_id: int, error: Exception) -> Outcome:
@@ -483,6 +528,9 @@ class _Processing:
         if original is not None:
             self.detail["duplicate_of"] = original.id
             return self._finish(DUPLICATE)
+        if self._sent_by_us():
+            # The office's own digest, or a copy of a message we sent to the office: nothing to file.
+            return self._finish(OWN_MESSAGE)
         self.detail["classification_reason"] = classification.reason
         # Routing reads only what a run does not change (our sent Message-IDs, the campaigns).
         campaign = self.scope.campaign(self.session, prepared.campaign_id)
@@ -495,6 +543,11 @@ class _Processing:
             return self._reply(campaign, classification, prepared.attempts)
         return self._finish(Kind.unknown.value, review=classification.reason_zh
                             or "无法识别这封邮件（不是单位回复、退信或自动回复），请人工查看。")
+
+    def _sent_by_us(self) -> bool:
+        message_id = (self.parsed.message_id or "").strip()
+        return bool(message_id) and self.session.exec(
+            select(OutboundMessage.id).where(OutboundMessage.message_id == message_id)).first() is not None
 
     def _finish(self, classification: str, *, unit: Unit | None = None, recipient: Recipient | None = None,
                 key: str | None = None, review: str = "", answer: str | None = None,
@@ -541,10 +594,10 @@ class _Processing:
             address = (address or "").strip().lower()
             if not address:
                 return None
-            column_match = (Unit.email == address) | (Unit.leader_email == address) if leaders else Unit.email == address
+            matches = (Unit.email == address) | (Unit.leader_email == address) if leaders else Unit.email == address
             return self.session.exec(
                 select(Unit.code).join(Recipient, Recipient.unit_id == Unit.id)
-                .where(column_match, Recipient.campaign_id == campaign.id)).first()
+                .where(matches, Recipient.campaign_id == campaign.id)).first()
         return lookup
 
     def _recipient(self, campaign: CampaignInfo, unit_code: str) -> tuple[Recipient, Unit] | None:
@@ -571,7 +624,8 @@ class _Processing:
             reason = (f"发往 {'、'.join(addresses)} 的邮件被退回（{words or '原因未说明'}）。"
                       f"这不是{unit.name}登记的邮箱，单位状态未改变；请核实该地址。")
             record_event(self.session, campaign.id, EVENT_BOUNCE, recipient_id=recipient.id,
-                         detail={"addresses": addresses, "status": classification.bounce_status, "inbound_id": self.inbound.id})
+                         detail={"addresses": addresses, "status": classification.bounce_status,
+                                 "inbound_id": self.inbound.id})
             return self._finish(Kind.bounce.value, unit=unit, recipient=recipient, key=match.key, review=reason)
         reason = (f"退信：发往 {unit.email} 的邮件被退回（{words or '原因未说明'}）。"
                   "请核实该单位的邮箱地址，更正后重新发送。")
@@ -732,17 +786,31 @@ class _Processing:
         self.session.flush()
         return submission
 
+    def _answered_on_time_before(self, recipient: Recipient, submission: Submission) -> bool:
+        return self.session.exec(select(Submission.id).where(
+            Submission.recipient_id == recipient.id, Submission.late == False,  # noqa: E712
+            Submission.version < submission.version)).first() is not None
+
     def _set_reply_status(self, campaign: CampaignInfo, recipient: Recipient, submission: Submission) -> None:
         current = RecipientStatus(recipient.status)
-        if current in (RecipientStatus.replied, RecipientStatus.late):
-            target = current   # a unit that answered on time stays on time; a late one stays late
-        else:
-            target = RecipientStatus.late if submission.late else RecipientStatus.replied
         recipient.last_reply_at = max(filter(None, [recipient.last_reply_at, submission.received_at]))
         detail = {"inbound_id": self.inbound.id, "version": submission.version, "valid": submission.valid}
+        if not submission.valid:
+            # A rejected form is not a report: the unit keeps waiting (and the ladder sends it the
+            # correction reminder instead of 催报) until a valid version arrives.
+            record_event(self.session, campaign.id, EVENT_SUBMISSION_REJECTED, recipient_id=recipient.id,
+                         detail={**detail, "status": current.value, "errors": len(submission.errors)})
+            self.session.add(recipient)
+            return
+        if current in (RecipientStatus.replied, RecipientStatus.late):
+            target = current   # a unit that answered on time stays on time; a late one stays late
+        elif submission.late and not self._answered_on_time_before(recipient, submission):
+            target = RecipientStatus.late
+        else:
+            # A form sent on time but corrected after the deadline was still reported on time.
+            target = RecipientStatus.replied
         if target in TRANSITIONS[current]:
-            reason = "" if submission.valid else f"回执表有 {len(submission.errors)} 处错误，已请单位更正"
-            transition(self.session, recipient, target, kind=EVENT_SUBMISSION, reason=reason, detail=detail)
+            transition(self.session, recipient, target, kind=EVENT_SUBMISSION, detail=detail)
         else:   # e.g. an exempted unit that replies anyway: the submission is kept, the status too
             record_event(self.session, campaign.id, EVENT_REPLY_NO_STATUS, recipient_id=recipient.id,
                          detail={**detail, "status": current.value})
@@ -840,11 +908,14 @@ def _primary_reading(attempts: list[_FormAttempt], unit_token: str) -> _FormAtte
 
 
 def _no_form_errors(attempts: list[_FormAttempt], stored: list[StoredAttachment]) -> list[dict]:
+    """Why no form could be read: the files that looked like one but could not be opened (an .xls,
+    a macro or encrypted workbook) come first; other workbooks and documents are named only when
+    nothing else was found."""
+    unreadable = [a for a in attempts if a.problem and not a.not_a_form]
     errors = []
-    for attempt in attempts:
-        if attempt.problem:
-            name = stored[attempt.index].original_name if attempt.index < len(stored) else ""
-            errors.append({"cell": "", "key": "", "label": f"附件“{name}”", "message": attempt.problem})
+    for attempt in unreadable or [a for a in attempts if a.problem]:
+        name = stored[attempt.index].original_name if attempt.index < len(stored) else ""
+        errors.append({"cell": "", "key": "", "label": f"附件“{name}”", "message": attempt.problem})
     if not errors:
         errors.append({"cell": "", "key": "", "label": "回执表",
                        "message": "邮件中没有找到回执表附件。请把通知邮件附带的回执表填好，作为附件发送"})
@@ -1017,8 +1088,9 @@ def process_batch(inbound_ids: list[int], scope: Scope) -> BatchReport:
     """Process the stored messages among `inbound_ids` (each in its own transaction), send the
     answers, then move the processed ones on the server — in that order, so a message leaves the
     inbox only once everything about it is committed."""
-    outcomes = [outcome for inbound_id, prepared in _prepared_ahead(inbound_ids, scope)
-                if (outcome := process_message(inbound_id, scope, prepared)) is not None]
+    with processing_connection() as connection:
+        outcomes = [outcome for inbound_id, prepared in _prepared_ahead(inbound_ids, scope)
+                    if (outcome := process_message(inbound_id, scope, prepared, connection=connection)) is not None]
     campaigns = [*scope.campaign_ids, *(o.campaign_id for o in outcomes if o.answer)]
     answers = send_answers(scope, campaigns)
     fault_point("answered", len(inbound_ids))

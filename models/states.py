@@ -18,13 +18,14 @@ class RecipientStatus(str, Enum):
 
 S = RecipientStatus
 # A unit may always be exempted; a reply may come from any waiting state (also from another mailbox
-# after a bounce); staff may release a unit from exemption or review back to waiting.
+# after a bounce; `replied` after the deadline when a form sent on time is corrected late); staff may
+# release a unit from exemption or review back to waiting.
 _WAITING = {S.notified, S.overdue, S.escalated, S.bounced, S.needs_review}
 TRANSITIONS: dict[RecipientStatus, set[RecipientStatus]] = {
     S.pending: {S.notified, S.bounced, S.exempt},
     S.notified: {S.replied, S.late, S.overdue, S.bounced, S.needs_review, S.exempt},
-    S.overdue: {S.late, S.escalated, S.bounced, S.needs_review, S.exempt},
-    S.escalated: {S.late, S.bounced, S.needs_review, S.exempt},
+    S.overdue: {S.replied, S.late, S.escalated, S.bounced, S.needs_review, S.exempt},
+    S.escalated: {S.replied, S.late, S.bounced, S.needs_review, S.exempt},
     S.bounced: {S.notified, S.replied, S.late, S.overdue, S.needs_review, S.exempt},
     S.needs_review: {S.notified, S.replied, S.late, S.overdue, S.escalated, S.bounced, S.exempt},
     S.replied: {S.replied, S.needs_review, S.exempt},

@@ -39,9 +39,9 @@ def values_for(definition: CampaignDefinition, seed: int, **overrides) -> dict:
     return values
 
 
-def outcome(unit: UnitRow, status: str, values=None, late=False) -> UnitOutcome:
+def outcome(unit: UnitRow, status: str, values=None, late=False, rejected=False) -> UnitOutcome:
     return UnitOutcome(code=unit.code, name=unit.name, kind=unit.kind, status=status, values=values,
-                       received_at=RECEIVED if values is not None else None, late=late)
+                       received_at=RECEIVED if values is not None else None, late=late, rejected=rejected)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def scenario(example):
         outcome(units[3], "bounced"),
         outcome(units[4], "exempt", values_for(example, 100)),      # excused: not counted, not added
         outcome(units[5], "needs_review"),
-        outcome(units[6], "replied"),                                # replied, nothing valid yet
+        outcome(units[6], "overdue", rejected=True),                 # sent a form, nothing valid yet
         outcome(units[10], "replied", values_for(example, 4, **{"ziran.hours": hours[4]})),
     ] + [outcome(unit, "overdue") for unit in units[11:]]
     # units[7..9] are missing on purpose: they count as not reported.

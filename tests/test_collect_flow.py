@@ -11,7 +11,6 @@ import email
 import email.policy
 import email.utils
 import hashlib
-import io
 import shutil
 import smtplib
 from collections import Counter
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import openpyxl
 import pytest
 from sqlmodel import select
 
@@ -27,6 +25,7 @@ from flows.campaign import issue_notice
 from flows.collect import collect_replies
 from flows.runner import run_flow
 from forms.campaign import CampaignDefinition, load_campaign
+from forms.form_filling import fill_reply_form
 from forms.schema import FormSchema
 from mail import ingest
 from mail.inbox import open_inbox
@@ -78,20 +77,6 @@ def parse(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
-def input_cells(sheet, schema: FormSchema) -> dict[str, str]:
-    """Schema key -> cell, found by the printed labels, as a person filling the form would."""
-    texts = [cell for row in sheet.iter_rows() for cell in row if isinstance(cell.value, str)]
-    cells = {}
-    header = next(c for c in texts if c.value == schema.grid.row_header)
-    columns = {c.value: c.column for c in texts if c.row == header.row}
-    for row in schema.grid.rows:
-        label = next(c for c in texts if c.value == row.label and c.column == header.column)
-        for column in schema.grid.columns:
-            cells[f"{row.key}.{column.key}"] = sheet.cell(row=label.row, column=columns[column.label]).coordinate
-    for spec in schema.fields:
-        label = next(c for c in texts if c.value.rstrip(" *") == spec.label)
-        cells[spec.key] = sheet.cell(row=label.row, column=label.column + 1).coordinate
-    return cells
 
 
 def figures(schema: FormSchema, seed: int) -> dict[str, object]:
@@ -108,15 +93,6 @@ def figures(schema: FormSchema, seed: int) -> dict[str, object]:
     return values
 
 
-def fill(form: bytes, schema: FormSchema, values: dict[str, object]) -> bytes:
-    workbook = openpyxl.load_workbook(io.BytesIO(form))
-    sheet = workbook.worksheets[0]
-    cells = input_cells(sheet, schema)
-    for key, value in values.items():
-        sheet[cells[key]] = value
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
 
 
 @dataclass
@@ -141,7 +117,7 @@ class Units:
                     if p.get_filename().endswith(".xlsx"))
 
     def filled_form(self, code: str, values: dict) -> bytes:
-        return fill(self.blank_form(code), self.definition.form, values)
+        return fill_reply_form(self.blank_form(code), self.definition.form, values)
 
     def mail(self, sender: str, subject: str, body: str = "报送材料见附件，请查收。", *,
              answering: EmailMessage | None = None, form: bytes | None = None) -> EmailMessage:
@@ -274,7 +250,8 @@ def test_units_reply_every_way_and_each_reply_is_answered_once(issued, devmail, 
         assert row.raw_path.startswith(f"{CAMPAIGN_ID}/mail/")
 
     state = statuses()
-    assert state == {"T001": "replied", "T002": "replied", "T003": "replied", "T004": "replied", "T005": "replied",
+    # T002's form was rejected: not a report yet, so it keeps waiting (and is chased for a correction).
+    assert state == {"T001": "replied", "T002": "notified", "T003": "replied", "T004": "replied", "T005": "replied",
                      "T006": "late", "T007": "notified", "T008": "bounced", "T009": "notified"}
     assert [s.valid for s in submissions("T002")] == [False]
     assert {e["cell"] for e in submissions("T002")[0].errors} >= {"B6"}
@@ -362,7 +339,8 @@ def test_one_mail_delivered_twice_with_different_trace_headers_counts_once(issue
     reply = units.reply("T001", figures(issued.form, 1)).as_bytes(policy=email.policy.SMTP)
     # As two office aliases would receive it: each copy with its own delivery trace on top.
     devmail.deliver(OFFICE, b"Return-Path: <t001@units.example.test>\r\nDelivered-To: office@alias.example\r\n"
-                    b"Received: from mx.units.example.test\r\n\tby mx.office.example; Mon, 9 Oct 2023 15:30:00 +0800\r\n"
+                    b"Received: from mx.units.example.test\r\n"
+                    b"\tby mx.office.example; Mon, 9 Oct 2023 15:30:00 +0800\r\n"
                     + reply)
     devmail.deliver(OFFICE, b"Delivered-To: lzxqwmb@wenmingban.example\r\n" + reply)
     run_flow(collect_replies, CAMPAIGN_ID)
@@ -403,6 +381,22 @@ def test_a_reply_without_the_form_asks_for_it_and_a_question_goes_to_staff(issue
     (row,) = inbound_rows()
     assert row.detail["needs_review"] and row.match_key == "subject_token"
     assert statuses()["T001"] == "notified" and submissions("T001") == []
+
+
+def test_an_old_excel_file_is_answered_with_what_to_do(issued, devmail, monkeypatch):
+    units = Units(devmail, issued)
+    monkeypatch.setenv("NOTICEFLOW_NOW", BEFORE_DEADLINE)
+    legacy = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096)   # an OLE file, as .xls and encrypted files are
+    reply = units.mail(units.email("T001"), "回复：" + units.notice("T001")["Subject"], answering=units.notice("T001"))
+    reply.add_attachment(legacy, maintype="application", subtype="vnd.ms-excel", filename="回执表.xls")
+    reply.add_attachment(b"\x89PNG\r\n\x1a\n" + bytes(64), maintype="image", subtype="png", filename="活动照片.png")
+    units.send(reply)
+    run_flow(collect_replies, CAMPAIGN_ID)
+    (answer,) = units.answers_to(reply, units.email("T001"))
+    text = body(answer)
+    assert answer["Subject"].startswith("请更正") and "没有可读取的回执表" in answer["Subject"]
+    assert "附件“回执表.xls”" in text and ".xlsx" in text and "活动照片.png" in text
+    assert submissions("T001") == [] and statuses()["T001"] == "notified"
 
 
 def test_a_message_that_keeps_failing_goes_to_staff_and_stays_in_the_inbox(issued, devmail, monkeypatch):

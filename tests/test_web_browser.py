@@ -100,7 +100,8 @@ def test_staff_log_in_read_the_board_open_a_unit_download_the_summary_and_exempt
     assert tiles["已报"] == 6 and tiles["逾期"] == 1 and tiles["免报"] == 1 and tiles["退信"] == 1
     assert page.locator("#units tbody tr").count() == 44
     yq04 = page.locator("#units tbody tr", has_text="YQ04")
-    assert yq04.locator(".status").inner_text() == "已报送" and "待更正" in yq04.inner_text()
+    # Its form was rejected: not a report, still chased, and marked for correction.
+    assert yq04.locator(".status").inner_text() == "逾期未报" and "待更正" in yq04.inner_text()
     # Colour and words: the badge of an overdue unit is red-ish and says 逾期未报.
     overdue = page.locator("#units .status[data-status=overdue]").first
     assert overdue.inner_text() == "逾期未报"
@@ -112,7 +113,7 @@ def test_staff_log_in_read_the_board_open_a_unit_download_the_summary_and_exempt
 
     page.click("#units >> text=石化产业园区管委会")
     page.wait_for_url(f"{site}/campaigns/{CID}/units/YQ04")
-    assert page.locator("#unit-status").inner_text() == "已报送"
+    assert page.locator("#unit-status").inner_text() == "逾期未报"
     assert "十几场" in page.locator("article.submission").inner_text()
     assert page.locator("table.history tbody tr").count() >= 2
     unit_shot = tmp_path / "unit.png"

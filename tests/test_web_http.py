@@ -257,7 +257,8 @@ def test_a_units_page_shows_versions_figures_errors_files_and_history(staff):
     links = tree.xpath("//a/@href")
     assert f"/files/attachments/{attachment.id}" in links and f"/files/messages/{message.id}" in links
     history = [" ".join(row.text_content().split()) for row in tree.xpath("//table[contains(@class,'history')]/tbody/tr")]
-    assert any("收到报送" in row and "已通知 → 已报送" in row and "系统" in row for row in history)
+    # A rejected form is recorded but is not a report: the unit's status does not change.
+    assert any("收到报送（有错误，已请更正）" in row and "→" not in row and "系统" in row for row in history)
     assert any("通知已发送" in row for row in history)
     exempt = " ".join(staff.page(f"/campaigns/{CID}/units/YQ09").text_content().split())
     assert "标记免报" in exempt and "李主任" in exempt and "该单位已撤并" in exempt

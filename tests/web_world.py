@@ -8,13 +8,11 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import hashlib
-import io
 import shutil
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import openpyxl
 import pytest
 from sqlmodel import select
 
@@ -24,6 +22,7 @@ from flows.runner import run_flow
 from flows.summarize import publish_summary
 from forms.campaign import load_campaign
 from forms.reply_form import reply_form_bytes
+from forms.form_filling import fill_reply_form
 from forms.schema import FormSchema
 from forms.store import upsert_campaign
 from mail import ingest
@@ -64,26 +63,6 @@ def figures(schema: FormSchema, seed: int) -> dict[str, object]:
     return values
 
 
-def fill(form: bytes, schema: FormSchema, values: dict[str, object]) -> bytes:
-    """Type `values` into a blank form, finding each cell by its printed label as a person would."""
-    workbook = openpyxl.load_workbook(io.BytesIO(form))
-    sheet = workbook.worksheets[0]
-    texts = [cell for row in sheet.iter_rows() for cell in row if isinstance(cell.value, str)]
-    cells = {}
-    header = next(c for c in texts if c.value == schema.grid.row_header)
-    columns = {c.value: c.column for c in texts if c.row == header.row}
-    for row in schema.grid.rows:
-        label = next(c for c in texts if c.value == row.label and c.column == header.column)
-        for column in schema.grid.columns:
-            cells[f"{row.key}.{column.key}"] = sheet.cell(row=label.row, column=columns[column.label]).coordinate
-    for spec in schema.fields:
-        label = next(c for c in texts if c.value.rstrip(" *") == spec.label)
-        cells[spec.key] = sheet.cell(row=label.row, column=label.column + 1).coordinate
-    for key, value in values.items():
-        sheet[cells[key]] = value
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
 
 
 # The units the scene gives a part to; every other unit is notified and stays silent (overdue), the
@@ -195,7 +174,7 @@ class WebWorld:
 
     def form(self, code: str, values: dict, *, token: bool = True) -> bytes:
         unit = self.units[code]
-        return fill(reply_form_bytes(self.definition, unit.name, self.token(code) if token else ""), self.schema,
+        return fill_reply_form(reply_form_bytes(self.definition, unit.name, self.token(code) if token else ""), self.schema,
                     values)
 
     def reply(self, code: str, values: dict) -> ingest.Outcome:

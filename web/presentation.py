@@ -13,6 +13,7 @@ EVENT_LABELS = {
     "notice.bounced": "通知被退回",
     "submission_received": "收到报送",
     "reply_recorded_status_kept": "收到报送（状态未变）",
+    "submission_rejected": "收到报送（有错误，已请更正）",
     "bounce_received": "收到退信",
     "auto_reply_received": "收到自动回复",
     "answer_refused": "回执被对方拒收",

@@ -109,7 +109,8 @@ def unit_page(session: Session, campaign_id: str, unit_code: str) -> UnitPage | 
         notice_state=OutboundState(notice.state) if notice else None,
         awaiting_correction=bool(count_outcomes([UnitOutcome(
             unit.code, unit.name, unit.kind, status,
-            values={} if any(view.row.valid for view in submissions) else None)]).awaiting_correction),
+            values={} if any(view.row.valid for view in submissions) else None,
+            rejected=bool(submissions) and not any(view.row.valid for view in submissions))]).awaiting_correction),
     )
 
 
