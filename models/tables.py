@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Optional
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.clock import now
@@ -103,8 +103,9 @@ class InboundMessage(SQLModel, table=True):
     campaign_id: Optional[str] = Field(default=None, foreign_key="campaign.id", index=True)
     recipient_id: Optional[int] = Field(default=None, foreign_key="recipient.id", index=True)
     folder: str
-    uidvalidity: int
-    uid: int
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: past PostgreSQL's `integer`.
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    uid: int = Field(sa_column=Column(BigInteger, nullable=False))
     message_id: str = Field(default="", index=True, max_length=998)
     sha256: str = Field(index=True, max_length=64)
     raw_path: str
