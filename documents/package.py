@@ -4,10 +4,10 @@ against a fresh build."""
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from models import files
 
 # Zip entries carry a timestamp; a fixed one keeps the bytes stable (1980-01-01 is the zip epoch).
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
@@ -27,19 +27,8 @@ def normalise_zip(data: bytes) -> bytes:
 
 
 def write_atomically(data: bytes, out_path: Path) -> Path:
-    """Write through a temporary file in the same folder, so a killed run never leaves half a file
-    where a finished one is expected."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    """A document is complete or absent, never half-written (see models.files)."""
+    return files.write_atomically(out_path, data, fsync=False)
 
 
 def save_docx(document, out_path: Path) -> Path:

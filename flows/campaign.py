@@ -31,6 +31,7 @@ from forms.store import upsert_campaign
 from mail import outbox
 from mail.outbound import Attachment, OutgoingEmail, SmtpBatch, SmtpFailure, attachment_filename, sender_domain
 from mail.templating import render_email
+from models.files import write_atomically
 from models.clock import CHINA_TZ, now
 from models.db import session_scope
 from models.settings import get_settings
@@ -128,7 +129,7 @@ class ReplyForms:
         if self._made.get(code) == made_for and zipfile.is_zipfile(path):
             return Attachment(path, form_attachment_name(unit))
         content = reply_form_bytes(self.definition, unit.name, token)
-        _write_atomically(path, content, sync=False)
+        write_atomically(path, content, fsync=False)
         self._made[code] = made_for
         self._changed = True
         return Attachment(path, form_attachment_name(unit), content=content)
@@ -138,7 +139,7 @@ class ReplyForms:
 
     def save(self) -> None:
         if self._changed:
-            _write_atomically(self._manifest_path, json.dumps(self._made, ensure_ascii=False, indent=0).encode())
+            write_atomically(self._manifest_path, json.dumps(self._made, ensure_ascii=False, indent=0).encode())
             self._changed = False
 
 
@@ -148,16 +149,6 @@ def _form_version(definition: CampaignDefinition) -> str:
     facts = [schema_fingerprint(definition.form), spec.deadline.isoformat(), spec.contact.model_dump_json(),
              spec.office.email]
     return hashlib.sha256("\x1f".join(facts).encode()).hexdigest()[:16]
-
-
-def _write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
-    partial = path.with_name(f".{path.name}.part")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        if sync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import importlib.util
 import io
 import os
 import re
-import tempfile
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 import filetype
 
 from mail.mime import ParsedAttachment
+from models.files import write_atomically
 
 MiB = 1024 * 1024
 OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -227,28 +227,6 @@ def stored_file_name(seq: int, sha256_hex: str, extension: str) -> str:
     return f"{seq:03d}_{sha256_hex[:12]}{extension}"
 
 
-def _write_atomically(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".incoming-", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, directory / name)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    directory_handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_handle)
-    finally:
-        os.close(directory_handle)
-
-
 # --------------------------------------------------------------------------------------------
 # Storing
 
@@ -343,7 +321,7 @@ def store_attachments(
         target = (directory / file_name).resolve()
         if store_root.resolve() not in target.parents:
             raise ValueError(f"refusing to write outside the store: {target}")
-        _write_atomically(directory, file_name, data)
+        write_atomically(directory / file_name, data, sync_directory=True)
         stored_bytes += size
         report("stored", f"已收到附件“{name}”（{_size_text(size)}）。", sniffed, f"{component}/{file_name}")
     return results

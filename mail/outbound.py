@@ -59,6 +59,7 @@ MAX_HEADER_LINE = 78  # RFC 5322 2.1.1
 _HEADER_POLICY = compat32.clone(max_line_length=MAX_HEADER_LINE, linesep="\n")
 
 FailureKind = Literal["transient", "permanent", "fatal"]
+AUTOMATIC_DEFAULTS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "OOF, AutoReply"}
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,10 @@ def compose_message(message: "OutgoingEmail", *, from_address: str, sender_name:
     headers += [("Subject", subject), ("Date", format_datetime(now())), ("Message-ID", message.message_id)]
     if message.reply_to:
         headers.append(("Reply-To", message.reply_to))
-    headers += list(message.headers.items()) + [("MIME-Version", "1.0")]
+    # Everything the program sends is automatic (RFC 3834): out-of-office responders stay quiet, so
+    # no loop starts between our reminders and a unit's auto-reply. Acknowledgements say auto-replied.
+    automatic = {name: value for name, value in AUTOMATIC_DEFAULTS.items() if name not in message.headers}
+    headers += list(automatic.items()) + list(message.headers.items()) + [("MIME-Version", "1.0")]
 
     body = text_part(message.text, "plain")
     if message.html is not None:
