@@ -52,7 +52,7 @@ def run_demo(*, unit_limit: int | None = None, keep_running: bool = False, outpu
         say(f"Prefect 服务器就绪：{api_url.removesuffix('/api')}（{time.monotonic() - started:.0f} 秒）")
 
         # Imported only now: Prefect reads PREFECT_API_URL when it is first imported.
-        from demo.scenario import DemoResult, Scenario, prepare_campaign_copy, write_report
+        from demo.scenario import Scenario, prepare_campaign_copy, write_report
         from flows import campaign, collect, escalate, summarize
         from flows.runner import run_flow
         from forms.campaign import load_campaign

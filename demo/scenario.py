@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from demo import units as sim
-from forms.campaign import CampaignDefinition, load_campaign
+from forms.campaign import CampaignDefinition
 from models.clock import CHINA_TZ
 
 SPECIAL_ROLES = ["plain", "foxmail", "outlook", "personal", "forwarded", "corrected", "bounce", "late", "never"]

@@ -43,12 +43,43 @@ def load(campaign_dir: Path = typer.Argument(..., help="活动目录，例如 ca
 @app.command()
 def issue(campaign_dir: Path = typer.Argument(..., help="活动目录，例如 campaigns/xinqu-2023-9")):
     """下发通知：生成公文和各单位回执表，逐一发送邮件（可重复执行，不会重复发送）。"""
-    from flows.campaign import issue_notice
+    from flows.campaign import IssueStopped, issue_notice
     from flows.runner import run_flow
+    from mail.outbox import OutboxBusy
 
     _load_definition(campaign_dir)  # a broken campaign stops here, before anything is written
-    summary = run_flow(issue_notice, str(campaign_dir))
+    try:
+        summary = run_flow(issue_notice, str(campaign_dir))
+    except (IssueStopped, OutboxBusy) as exc:
+        _fail(str(exc), code=1)
     typer.echo(summary)
+
+
+@app.command()
+def collect(campaign_id: str = typer.Argument(..., help="活动编号，例如 xinqu-2023-9")):
+    """收取回复：登记各单位报送，发送回执或更正通知（可重复执行）。"""
+    from flows.collect import collect_replies
+    from flows.runner import run_flow
+    from mail.ingest import CollectError
+
+    try:
+        typer.echo(run_flow(collect_replies, campaign_id))
+    except CollectError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def summary(campaign_id: str = typer.Argument(..., help="活动编号，例如 xinqu-2023-9"),
+            date: str = typer.Option(None, "--date", help="通报的成文日期 YYYY-MM-DD，默认今天")):
+    """生成情况通报（Word）、汇总表和附件材料包，输出通报文件的路径。"""
+    from flows.runner import run_flow
+    from flows.summarize import SummaryError, publish_summary
+    from models.status import UnknownCampaign
+
+    try:
+        typer.echo(run_flow(publish_summary, campaign_id, date))
+    except (SummaryError, UnknownCampaign) as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
 
 
 @app.command()
