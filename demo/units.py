@@ -22,6 +22,17 @@ from mail.mime import ParsedMessage, parse_message
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PERSONAL_DOMAIN = "personal.test"
+# What units write under 典型事例: a few shapes, filled per unit, so the demo's 情况通报 reads like one.
+STORIES = [
+    "{unit}组建“红马甲”志愿服务队，{count}名志愿者利用周末走进社区，为独居老人打扫卫生、代购药品，"
+    "建立一对一帮扶台账。一位老人说：“有你们在，心里踏实。”",
+    "{unit}联合辖区学校开展“学雷锋·护母亲河”活动，{count}名志愿者沿河清理垃圾、宣传节水知识，"
+    "带动周边群众参与，活动照片被文明甘肃微信公众号刊发。",
+    "{unit}开设“志愿者课堂”，邀请宣讲团成员用身边事讲党的二十大精神，累计{count}场次，"
+    "群众反映“听得懂、记得住、用得上”。",
+    "{unit}针对留守儿童开展“周末陪伴”志愿服务，{count}名青年志愿者结对辅导功课、陪伴阅读，"
+    "家长自发送来锦旗表示感谢。",
+]
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,7 @@ def figures(definition: CampaignDefinition, unit: UnitRow, *, zero: bool = False
         elif key == "filler":
             values[key] = rng.choice(["王丽", "李强", "张敏", "赵磊", "陈静", "刘洋"])
         elif key == "stories":
-            values[key] = (f"{unit.name}组织志愿者深入社区开展志愿服务，帮助困难群众解决实际问题。"
-                           "活动中涌现出一批热心公益的先进典型，受到群众好评。")
+            values[key] = rng.choice(STORIES).format(unit=unit.name, count=rng.randint(12, 60))
         else:
             values[key] = "志愿者队伍还需壮大，下一步将完善激励机制，推动志愿服务常态化。"
     return values

@@ -20,7 +20,8 @@ from models.staff import (BASE_DELAY, FREE_ATTEMPTS, MAX_DELAY, StaffAccount, St
                           verify_staff)
 from models.tables import Attachment, Campaign, Event, InboundMessage, Recipient, Submission, Unit
 from web.cli_support import PasswordEntryError, add_staff_interactive
-from web_world import CID, STRANGER, build_scene, copy_scene, deliver, figures, fill, message_bytes
+from forms.form_filling import fill_reply_form
+from web_world import CID, STRANGER, build_scene, copy_scene, deliver, figures, message_bytes
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def form_for(code: str, seed: int, *, token: str | None = None) -> bytes:
     spec = definition()
     with session_scope() as session:
         recipient, unit = recipient_of(session, code)
-    return fill(reply_form_bytes(spec, unit.name, recipient.token if token is None else token), spec.form,
+    return fill_reply_form(reply_form_bytes(spec, unit.name, recipient.token if token is None else token), spec.form,
                 figures(spec.form, seed))
 
 
@@ -148,7 +149,7 @@ def test_an_offline_reply_is_refused_with_nothing_stored(world, channel, data, w
         spec = definition()
         with session_scope() as session:
             other = recipient_of(session, "BM03")[0].token
-        data = fill(reply_form_bytes(spec, "财政局", other), spec.form, figures(spec.form, 1))
+        data = fill_reply_form(reply_form_bytes(spec, "财政局", other), spec.form, figures(spec.form, 1))
     with pytest.raises(ActionError, match=words), session_scope() as session:
         staff_intake.record_offline_reply(session, CID, "YQ10", data, "x.xlsx", "张敏", channel)
     with session_scope() as session:

@@ -31,7 +31,8 @@ from models.status import campaign_status
 from models.tables import Attachment, Campaign, Event, InboundMessage, OutboundMessage, Recipient, Submission, Unit
 from web.app import create_app
 from web.downloads import content_disposition
-from web_world import CID, STAFF_NAME, STAFF_PASSWORD, STRANGER, Scene, build_scene, copy_scene, figures, fill
+from forms.form_filling import fill_reply_form
+from web_world import CID, STAFF_NAME, STAFF_PASSWORD, STRANGER, Scene, build_scene, copy_scene, figures
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -421,7 +422,7 @@ def test_a_paper_reply_is_recorded_from_the_uploaded_form(staff):
         token = unit_row(session, "YQ10")[0].token
         other_token = unit_row(session, "BM03")[0].token
     values = figures(form_definition.form, 77)
-    form = fill(reply_form_bytes(form_definition, "国际物流园区管委会", token), form_definition.form, values)
+    form = fill_reply_form(reply_form_bytes(form_definition, "国际物流园区管委会", token), form_definition.form, values)
     path = f"/campaigns/{CID}/units/YQ10/offline-reply"
 
     # Refused, nothing stored: not a form, an executable, a macro workbook, another unit's form.
@@ -429,7 +430,7 @@ def test_a_paper_reply_is_recorded_from_the_uploaded_form(staff):
     with zipfile.ZipFile(macro, "w") as archive:
         archive.writestr("[Content_Types].xml", "<Types/>")
         archive.writestr("xl/vbaProject.bin", b"\x00" * 64)
-    foreign = fill(reply_form_bytes(form_definition, "财政局", other_token), form_definition.form, values)
+    foreign = fill_reply_form(reply_form_bytes(form_definition, "财政局", other_token), form_definition.form, values)
     for name, data, words in (("说明.txt", "只是文字".encode(), "xlsx"), ("回执表.xlsx", b"MZ" + b"\x00" * 200, "xlsx"),
                               ("回执表.xlsx", macro.getvalue(), "宏"), ("回执表.xlsx", foreign, "财政局")):
         response = staff.act(path, {"channel": "paper"}, files={"form_file": (name, data, "application/octet-stream")})
