@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from email import encoders
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
 from email.mime.base import MIMEBase
@@ -117,16 +118,24 @@ def plain_reply(unit: UnitRow, office: str, notice: ReceivedNotice, form: bytes,
     return message.as_bytes()
 
 
-def foxmail_reply(unit: UnitRow, office: str, notice: ReceivedNotice, form: bytes, when: datetime) -> bytes:
-    """Foxmail 7 style: GB2312-labelled headers and an RFC 2047 word inside the quoted filename."""
+def _client_reply(unit: UnitRow, office: str, notice: ReceivedNotice, when: datetime, *, charset: str,
+                  prefix: str, mailer: str) -> MIMEMultipart:
+    """The headers an older desktop client writes: encoded words in `charset`, its own X-Mailer."""
     root = MIMEMultipart("mixed")
-    root["From"] = f"{Header(unit.name, 'gb18030').encode()} <{unit.email}>"
+    root["From"] = f"{Header(unit.name, charset).encode()} <{unit.email}>"
     root["To"] = office
-    root["Subject"] = Header(_reply_subject(notice, "回复: "), "gb18030").encode()
+    root["Subject"] = Header(_reply_subject(notice, prefix), charset).encode()
     root["Date"] = format_datetime(when)
     root["Message-ID"] = make_msgid(domain=unit.email.split("@")[1])
-    root["X-Mailer"] = "Foxmail 7.2.25.228[cn]"
+    root["X-Mailer"] = mailer
     _threading(root, notice)
+    return root
+
+
+def foxmail_reply(unit: UnitRow, office: str, notice: ReceivedNotice, form: bytes, when: datetime) -> bytes:
+    """Foxmail 7 style: GB2312-labelled headers and an RFC 2047 word inside the quoted filename."""
+    root = _client_reply(unit, office, notice, when, charset="gb18030", prefix="回复: ",
+                         mailer="Foxmail 7.2.25.228[cn]")
     root.attach(MIMEText(f"税科长：\n  您好！我单位回执表已填好，请查收。\n{unit.name}", "plain", "gb18030"))
     part = MIMEApplication(form, XLSX_TYPE.split("/")[1])
     encoded_name = Header(notice.form_name, "gb18030").encode()
@@ -138,22 +147,13 @@ def foxmail_reply(unit: UnitRow, office: str, notice: ReceivedNotice, form: byte
 
 def outlook_tnef_reply(unit: UnitRow, office: str, notice: ReceivedNotice, form: bytes, when: datetime) -> bytes:
     """Outlook with rich text on: the form travels inside winmail.dat (application/ms-tnef)."""
-    root = MIMEMultipart("mixed")
-    root["From"] = f"{Header(unit.name, 'utf-8').encode()} <{unit.email}>"
-    root["To"] = office
-    root["Subject"] = Header(_reply_subject(notice, "答复: "), "utf-8").encode()
-    root["Date"] = format_datetime(when)
-    root["Message-ID"] = make_msgid(domain=unit.email.split("@")[1])
-    root["X-Mailer"] = "Microsoft Outlook 16.0"
-    _threading(root, notice)
+    root = _client_reply(unit, office, notice, when, charset="utf-8", prefix="答复: ", mailer="Microsoft Outlook 16.0")
     body = f"您好，{unit.name}回执表见附件。"
     root.attach(MIMEText(body, "plain", "utf-8"))
     winmail = build_tnef([TnefFile(long_name=notice.form_name, data=form, mime_tag=XLSX_TYPE,
                                    short_name="FORM~1.XLS")], body=body)
     part = MIMEBase("application", "ms-tnef", name="winmail.dat")
     part.set_payload(winmail)
-    from email import encoders
-
     encoders.encode_base64(part)
     part.add_header("Content-Disposition", "attachment", filename="winmail.dat")
     root.attach(part)
