@@ -109,8 +109,8 @@ def _jsonable(value):
 def read_reply_form(data: bytes, schema: FormSchema, *, limits: Limits = FORM_LIMITS,
                     isolated: bool = True) -> FormReading:
     """Read and validate a returned form. Raises UnsafeFile (refuse, ask for a plain .xlsx) or
-    NotAReplyForm. With `isolated` (the default) the workbook is parsed in a child process with
-    memory, CPU and time limits."""
+    NotAReplyForm. With `isolated` (the default) the workbook is parsed in a worker process with
+    memory, CPU and time limits (ooxml_guard.run_with_limits)."""
     _require_spreadsheet(data, limits)
     if isolated:
         return run_with_limits(parse_reply_form, data, schema, limits=limits)

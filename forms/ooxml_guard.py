@@ -5,14 +5,20 @@ or OOXML encrypted with a password), which no parser of ours can read.
 
 `check_ooxml()` reads only the zip directory and streams each entry through a counter that stops as
 soon as a limit is passed, so a bomb costs milliseconds, not its inflated size. `run_with_limits()`
-then runs the parser itself in a child process with a memory and CPU cap and a wall-clock timeout.
+then runs the parser itself in a worker process with a memory and CPU cap and a wall-clock timeout
+for each call.
 """
 from __future__ import annotations
 
+import atexit
 import io
 import logging
+import math
 import multiprocessing
+import os
 import resource
+import sys
+import threading
 import traceback
 import zipfile
 import zlib
@@ -277,50 +283,242 @@ def _package_kind(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limi
 
 
 # --- Running a parser with resource limits. ---------------------------------------------------------
+#
+# Parsers run in long-lived worker processes (started from a fork server, which has the parser
+# modules imported already), one call at a time each. Starting a process per file cost three times
+# the parsing itself. The limits still hold per call: before each call the worker caps its own
+# address space and CPU time relative to what it uses at that moment, and the caller waits for the
+# answer no longer than the wall-clock limit. A call that passes a limit ends its worker (killed on
+# a timeout; the process is not trusted after running out of memory) and the next call gets a fresh
+# one, so one hostile file costs one restart, not the collector.
 
-_forkserver_preloaded = False
-# Imported once by the fork server, so a child starts warm whichever parser runs first.
+# Imported once by the fork server, so a worker starts warm whichever parser runs first.
 PRELOAD_MODULES = ("forms.form_reader",)
+# Workers running at once: parsing is CPU-bound, so one per core is all that helps.
+MAX_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# A worker is replaced after this many calls, so slow leaks in a parser cannot pile up.
+CALLS_PER_WORKER = 1000
 _MEMORY_SLACK = 4 * MiB
+_STOP_GRACE_SECONDS = 2.0
 
 
 def run_with_limits(fn, *args, limits: Limits = DEFAULT_LIMITS):
-    """Call `fn(*args)` in a child process capped at `limits.parse_memory` more address space,
-    `limits.parse_cpu_seconds` of CPU and `limits.parse_seconds` of wall clock; return its result
-    or re-raise its exception. A child that passes a limit raises UnsafeFile("parse_limit").
+    """Call `fn(*args)` in a worker process capped at `limits.parse_memory` more address space,
+    `limits.parse_cpu_seconds` of CPU and `limits.parse_seconds` of wall clock for this call; return
+    its result or re-raise its exception. A call that passes a limit raises UnsafeFile("parse_limit")
+    and its worker is replaced. Safe to call from several threads (up to MAX_PARSE_WORKERS run at once).
 
     `fn`, its arguments and its result must pickle (module-level functions, plain data)."""
-    global _forkserver_preloaded
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver" and not _forkserver_preloaded:
-        context.set_forkserver_preload(sorted({*PRELOAD_MODULES, fn.__module__} - {"builtins"}))
-        _forkserver_preloaded = True
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_limited_child, args=(sender, limits, fn, args), daemon=True)
-    child.start()
-    sender.close()
-    try:
-        if not receiver.poll(limits.parse_seconds):
-            log.warning("parser %s ran past %ss; killed", getattr(fn, "__name__", fn), limits.parse_seconds)
-            raise unsafe("parse_limit", f"{getattr(fn, '__name__', fn)} ran past {limits.parse_seconds}s")
+    return _pool.run(fn, args, limits)
+
+
+def stop_parse_workers() -> None:
+    """End the idle worker processes and wait for them (the next call starts a new one). For a
+    clean exit, and for measuring: a worker's CPU time counts for its parent once it has ended."""
+    _pool.stop_idle()
+
+
+class _WorkerLost(Exception):
+    """The worker could not take the call (it had died idle, or cannot judge memory any more): the
+    call goes to a fresh worker."""
+
+
+class _Worker:
+    """One worker process and the pipe to it; used by one thread at a time."""
+
+    def __init__(self, context):
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(target=_worker_main, args=(child_end,), daemon=True,
+                                        name="noticeflow-parser")
+        self._process.start()
+        child_end.close()
+        self.calls = 0
+        self.idle = True        # waiting for a call; False while one runs or after one got no answer
+        self.retired = False    # must not take another call
+
+    @property
+    def reusable(self) -> bool:
+        return self.idle and not self.retired and self.calls < CALLS_PER_WORKER and self._process.is_alive()
+
+    def call(self, fn, args, limits: Limits):
+        name = getattr(fn, "__name__", repr(fn))
         try:
-            succeeded, payload = receiver.recv()
+            self._connection.send((fn, args, limits))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self.retired = True
+            raise _WorkerLost(f"worker ended while idle: {exc}") from None
+        self.idle, self.calls = False, self.calls + 1
+        if not self._connection.poll(limits.parse_seconds):
+            log.warning("parser %s ran past %ss; worker killed", name, limits.parse_seconds)
+            raise unsafe("parse_limit", f"{name} ran past {limits.parse_seconds}s")
+        try:
+            answer = self._connection.recv()
+        except (EOFError, ConnectionResetError):
+            self._process.join(5)
+            code = self._process.exitcode
+            if code is not None and code < 0:   # killed: SIGXCPU, SIGKILL, SIGSEGV
+                log.warning("parser process killed by signal %s", -code)
+                raise unsafe("parse_limit", f"parser process killed by signal {-code}") from None
+            raise RuntimeError(f"parser process ended without an answer (exit code {code}); a __main__ "
+                               "that cannot be re-imported (e.g. stdin) breaks child processes") from None
+        self.idle = True
+        if answer == _STALE:
+            self.retired = True
+            raise _WorkerLost("worker cannot judge memory at this limit")
+        succeeded, payload, self.retired = answer
+        if succeeded:
+            return payload
+        raise payload
+
+    def stop(self) -> None:
+        self._connection.close()
+        if self.idle:      # it reads the end of its pipe and exits
+            self._process.join(_STOP_GRACE_SECONDS)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+
+
+class _WorkerPool:
+    def __init__(self, size: int):
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._preloaded = False
+
+    def run(self, fn, args, limits: Limits):
+        with self._slots:
+            for attempt in range(2):
+                worker = self._take(fn)
+                try:
+                    return worker.call(fn, args, limits)
+                except _WorkerLost as lost:
+                    if attempt:
+                        raise RuntimeError(f"parser workers keep failing: {lost}") from None
+                finally:
+                    self._give_back(worker)
+
+    def _take(self, fn) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()     # the most recently used: it is warm
+                if worker.reusable:
+                    return worker
+                worker.stop()
+        return _Worker(self._context(fn))
+
+    def _give_back(self, worker: _Worker) -> None:
+        if worker.reusable:
+            with self._lock:
+                self._idle.append(worker)
+        else:
+            worker.stop()
+
+    def _context(self, fn):
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        with self._lock:
+            if method == "forkserver" and not self._preloaded:
+                module = getattr(fn, "__module__", None)
+                extra = {module} if module and module not in sys.builtin_module_names else set()
+                context.set_forkserver_preload(sorted({*PRELOAD_MODULES, *extra}))
+                self._preloaded = True
+        return context
+
+    def stop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
+
+_pool = _WorkerPool(MAX_PARSE_WORKERS)
+atexit.register(stop_parse_workers)
+
+
+def _fresh_pool_after_fork() -> None:
+    # A forked copy of this process must not share the parent's workers (nor its locks).
+    global _pool
+    _pool = _WorkerPool(MAX_PARSE_WORKERS)
+
+
+os.register_at_fork(after_in_child=_fresh_pool_after_fork)
+
+
+# --- The worker's side. ---
+
+_STALE = "stale"
+
+
+def _worker_main(connection) -> None:
+    """Take calls until the pipe closes or a call leaves the process unfit for another."""
+    while True:
+        try:
+            fn, args, limits = connection.recv()
         except EOFError:
-            child.join(5)
-            if child.exitcode is not None and child.exitcode < 0:   # killed: SIGXCPU, SIGKILL, SIGSEGV
-                log.warning("parser process killed by signal %s", -child.exitcode)
-                raise unsafe("parse_limit", f"parser process killed by signal {-child.exitcode}") from None
-            raise RuntimeError(f"parser process ended without an answer (exit code {child.exitcode}); "
-                               "a __main__ that cannot be re-imported (e.g. stdin) breaks child processes") from None
+            return
+        except Exception as exc:   # e.g. the function's module does not import here
+            answer = (False, RuntimeError(f"parser call could not be read: {exc!r}"), False)
+        else:
+            answer = _limited_call(fn, args, limits)
+        try:
+            _answer(connection, answer)
+        except OSError:    # the caller is gone (it timed out, or ended)
+            return
+        if answer == _STALE or answer[2]:
+            return
+
+
+def _limited_call(fn, args, limits: Limits):
+    """(succeeded, result or exception, retire) for one call under this call's limits."""
+    memory = _current_address_space() + limits.parse_memory
+    if _peak_address_space() >= memory - _MEMORY_SLACK:
+        # The process once came this close to the cap: a failure would look like running out of memory.
+        return _STALE
+    cpu = math.ceil(_cpu_seconds_used()) + max(1, int(limits.parse_cpu_seconds))
+    out_of_memory = False
+    try:
+        _set_soft_limit(resource.RLIMIT_AS, memory)
+        _set_soft_limit(resource.RLIMIT_CPU, cpu)
+        outcome = (True, fn(*args))
+    except BaseException as exc:  # handed to the caller, which re-raises it
+        # Running out of memory surfaces as MemoryError or as whatever a C library makes of a failed
+        # allocation (lxml: "unknown error"); the peak address space tells which it was.
+        out_of_memory = isinstance(exc, MemoryError) or _peak_address_space() >= memory - _MEMORY_SLACK
+        if out_of_memory:
+            exc = unsafe("parse_limit", f"parser reached its memory limit ({type(exc).__name__}: {exc})")
+        outcome = (False, exc)
     finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join(5)
-    if succeeded:
-        return payload
-    raise payload
+        # Between calls the worker is unlimited again: reading the next call's file needs room.
+        _set_soft_limit(resource.RLIMIT_AS, None)
+        _set_soft_limit(resource.RLIMIT_CPU, None)
+    # A worker that ran out of memory, or came close, is retired: its heap may be in any state.
+    return (*outcome, out_of_memory or _peak_address_space() >= memory - _MEMORY_SLACK)
+
+
+def _answer(connection, answer) -> None:
+    try:
+        connection.send(answer)
+    except OSError:
+        raise
+    except Exception:   # the result or the exception does not pickle
+        failure = answer[1] if not answer[0] else None
+        detail = "".join(traceback.format_exception(failure)) if failure else "result does not pickle"
+        connection.send((False, RuntimeError(f"parser failed in child process: {detail}"), answer[2]))
+
+
+def _set_soft_limit(which: int, value: int | None) -> None:
+    """Set the soft limit (None: back to the hard limit). The hard limit stays, so it can be raised
+    again for the next call."""
+    _, hard = resource.getrlimit(which)
+    if value is None or (hard != resource.RLIM_INFINITY and value > hard):
+        value = hard
+    resource.setrlimit(which, (value, hard))
+
+
+def _cpu_seconds_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _current_address_space() -> int:
@@ -338,26 +536,3 @@ def _peak_address_space() -> int:
         return int(line.split()[1]) * 1024
     except (OSError, StopIteration, ValueError):
         return 0
-
-
-def _limited_child(sender, limits: Limits, fn, args) -> None:
-    memory = _current_address_space() + limits.parse_memory
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        cpu = max(1, int(limits.parse_cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        outcome = (True, fn(*args))
-    except BaseException as exc:  # handed to the parent, which re-raises it
-        # Running out of memory surfaces as MemoryError or as whatever a C library makes of a failed
-        # allocation (lxml: "unknown error"); the peak address space tells which it was.
-        if isinstance(exc, MemoryError) or _peak_address_space() >= memory - _MEMORY_SLACK:
-            exc = unsafe("parse_limit", f"parser reached its memory limit ({type(exc).__name__}: {exc})")
-        outcome = (False, exc)
-    try:
-        sender.send(outcome)
-    except Exception:
-        failure = outcome[1] if not outcome[0] else None
-        detail = "".join(traceback.format_exception(failure)) if failure else "result does not pickle"
-        sender.send((False, RuntimeError(f"parser failed in child process: {detail}")))
-    finally:
-        sender.close()

@@ -1,6 +1,7 @@
 """Putting a validated campaign into the database: Campaign, Unit, Recipient (with its token)."""
 from __future__ import annotations
 
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from forms.campaign import CampaignDefinition
@@ -24,19 +25,37 @@ def upsert_campaign(session: Session, definition: CampaignDefinition) -> Campaig
     campaign.loaded_at = now()
     session.add(campaign)
 
-    existing = {u.code: u for u in session.exec(select(Unit).where(Unit.code.in_([r.code for r in definition.units])))}
-    recipients = {r.unit_id: r for r in session.exec(select(Recipient).where(Recipient.campaign_id == spec.id))}
-    for row in definition.units:
-        unit = existing.get(row.code) or Unit(code=row.code)
-        unit.name, unit.kind, unit.email = row.name, row.kind, row.email
-        unit.leader_email, unit.contact = row.leader_email, row.contact
-        session.add(unit)
-        session.flush()
-        if unit.id not in recipients:
-            session.add(Recipient(campaign_id=spec.id, unit_id=unit.id,
-                                  token=str(tokens.sign(spec.token_prefix, row.code)), updated_at=now()))
-    session.flush()
+    rows = {row.code: _unit_values(row) for row in definition.units}
+    existing = session.exec(select(Unit).where(Unit.code.in_(list(rows)))).all()
+    for unit in existing:            # a reload: the ORM writes only what changed
+        for key, value in rows[unit.code].items():
+            setattr(unit, key, value)
+    session.flush()                  # the campaign row first: new recipients refer to it
+    # New rows go in as plain values, one executemany per table: ORM objects would cost more than
+    # the insert, and the ORM would insert them one by one to learn their ids. The ids are then
+    # read back in one query.
+    known = {unit.code for unit in existing}
+    _insert(session, Unit, [values for code, values in rows.items() if code not in known])
+    unit_ids = dict(session.exec(select(Unit.code, Unit.id).where(Unit.code.in_(list(rows)))).all())
+    enrolled = set(session.exec(select(Recipient.unit_id).where(Recipient.campaign_id == spec.id)))
+    at = now()
+    _insert(session, Recipient, [
+        {"campaign_id": spec.id, "unit_id": unit_ids[code], "token": str(tokens.sign(spec.token_prefix, code)),
+         "updated_at": at}
+        for code in rows if unit_ids[code] not in enrolled])
     return campaign
+
+
+def _unit_values(row) -> dict:
+    return {"code": row.code, "name": row.name, "kind": row.kind, "email": row.email,
+            "leader_email": row.leader_email, "contact": row.contact}
+
+
+def _insert(session: Session, table, rows: list[dict]) -> None:
+    """New rows in one statement; columns left out take the table's defaults (a new recipient is
+    pending)."""
+    if rows:
+        session.exec(insert(table), params=rows)
 
 
 def campaign_recipients(session: Session, campaign_id: str) -> list[tuple[Recipient, Unit]]:

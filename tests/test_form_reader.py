@@ -3,6 +3,7 @@ workbook, typed sloppily; and the validation messages a unit gets back."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
 import shutil
@@ -19,7 +20,7 @@ from openpyxl import Workbook, load_workbook
 from forms.campaign import CampaignDefinition, UnitRow, load_campaign
 from forms.form_reader import (CellError, NotAReplyForm, looks_like_reply_form, parse_reply_form,
                                read_reply_form)
-from forms.ooxml_guard import UnsafeFile
+from forms.ooxml_guard import UnsafeFile, run_with_limits
 from forms.reply_form import FORM_SHEET_TITLE, TOKEN_LABEL, reply_form_bytes
 from forms.schema import FieldSpec, FormSchema, Grid, GridRow
 from models.settings import get_settings, reload_settings
@@ -416,9 +417,9 @@ def test_a_sheet_with_too_many_cells_is_refused(example, form):
     assert caught.value.reason_code == "parse_limit"
 
 
-def test_a_form_whose_styles_need_gigabytes_is_stopped(example, form):
+def styles_needing_gigabytes(form: bytes) -> bytes:
     """Under a megabyte on disk, within every zip limit, but the parser would need far more memory
-    than a form deserves: the child process hits its cap and the file is refused."""
+    than a form deserves."""
     rng = random.Random(9704)
     styles = b"".join(b'<xf numFmtId="%d" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="%d"/>'
                       % (rng.randrange(50), rng.randrange(2)) for _ in range(400_000))
@@ -431,10 +432,36 @@ def test_a_form_whose_styles_need_gigabytes_is_stopped(example, form):
             target.writestr(info.filename, content)
     hostile = out.getvalue()
     assert len(hostile) < 2 * 1024 * 1024
+    return hostile
+
+
+def test_a_form_whose_styles_need_gigabytes_is_stopped(example, form):
+    """The parser hits its memory cap and the file is refused."""
     with pytest.raises(UnsafeFile) as caught:
-        read_reply_form(hostile, example.form)
+        read_reply_form(styles_needing_gigabytes(form), example.form)
     assert caught.value.reason_code == "parse_limit"
     assert "内存" in caught.value.message_zh
+
+
+def test_forms_in_a_row_share_one_parser_and_a_hostile_one_spoils_none_after_it(example):
+    units = example.units[:6]
+    values = good_values(example.form)
+    forms = [fill(reply_form_bytes(example, unit.name, token_for(example, unit)), example.form, values)
+             for unit in units]
+    worker = run_with_limits(os.getpid)
+    readings = [read_reply_form(data, example.form) for data in forms[:3]]
+    assert run_with_limits(os.getpid) == worker     # three forms, one process
+    with pytest.raises(UnsafeFile) as caught:
+        read_reply_form(styles_needing_gigabytes(forms[3]), example.form)
+    assert caught.value.reason_code == "parse_limit"
+    readings += [read_reply_form(data, example.form) for data in forms[3:]]
+    replacement = run_with_limits(os.getpid)
+    assert replacement != worker                    # the one that ran out of memory was replaced
+    assert [reading.token for reading in readings] == [token_for(example, unit) for unit in units]
+    assert [reading.unit_name for reading in readings] == [unit.name for unit in units]
+    for reading in readings:
+        assert reading.valid, reading.error_lines()
+        assert reading.values == parse_reply_form(forms[0], example.form).values
 
 
 def test_cell_error_without_a_cell_still_reads():

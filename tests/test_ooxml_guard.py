@@ -3,19 +3,22 @@ overlapping members), traversal names, macro workbooks renamed .xlsx, OLE files,
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
 import struct
 import subprocess
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import docx
 import pytest
 from openpyxl import Workbook
 
-from forms.ooxml_guard import (DEFAULT_LIMITS, FORM_LIMITS, MiB, OLE_MAGIC, UnsafeFile, check_ooxml,
-                               run_with_limits, sniff_kind)
+from forms.ooxml_guard import (DEFAULT_LIMITS, FORM_LIMITS, MAX_PARSE_WORKERS, MiB, OLE_MAGIC, UnsafeFile,
+                               check_ooxml, run_with_limits, sniff_kind, stop_parse_workers)
 
 MACRO_CONTENT_TYPE = "application/vnd.ms-excel.sheet.macroEnabled.main+xml"
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
@@ -269,3 +272,67 @@ def test_run_with_limits_stops_a_parser_that_hangs():
     with pytest.raises(UnsafeFile) as caught:
         run_with_limits(time.sleep, 60, limits=limits)
     assert caught.value.reason_code == "parse_limit"
+
+
+def test_many_calls_in_a_row_reuse_one_worker():
+    pids = [run_with_limits(os.getpid) for _ in range(12)]
+    assert len(set(pids)) == 1
+    assert pids[0] != os.getpid()
+    with pytest.raises(ValueError):
+        run_with_limits(int, "不是数字")
+    assert run_with_limits(os.getpid) == pids[0]   # an ordinary error keeps the worker
+
+
+@pytest.mark.parametrize("breach, limits", [
+    ((bytearray, 1024 * MiB), replace(DEFAULT_LIMITS, parse_memory=128 * MiB)),
+    ((time.sleep, 60), replace(DEFAULT_LIMITS, parse_seconds=1.0)),
+    ((os.kill, "pid", signal.SIGSEGV), DEFAULT_LIMITS),
+], ids=["memory", "timeout", "crash"])
+def test_a_breach_replaces_the_worker_and_the_calls_after_it_work(breach, limits):
+    before = run_with_limits(os.getpid)
+    fn, *args = breach
+    args = [before if arg == "pid" else arg for arg in args]
+    with pytest.raises(UnsafeFile) as caught:
+        run_with_limits(fn, *args, limits=limits)
+    assert caught.value.reason_code == "parse_limit"
+    after = [run_with_limits(os.getpid) for _ in range(3)]
+    assert len(set(after)) == 1 and after[0] != before
+    assert run_with_limits(len, b"abc") == 3
+    # The worker that breached is gone, not left behind.
+    assert not os.path.exists(f"/proc/{before}") or _zombie_or_other(before)
+
+
+def _zombie_or_other(pid: int) -> bool:
+    """A reused pid or an unreaped worker would still show in /proc: tell them apart."""
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().split(") ", 1)[1].startswith("Z")
+
+
+def allocated(size: int) -> int:
+    """Runs in the worker: takes `size` bytes and answers with a small number."""
+    return len(bytearray(size))
+
+
+def test_the_memory_cap_holds_for_every_call_of_a_reused_worker():
+    limits = replace(DEFAULT_LIMITS, parse_memory=128 * MiB)
+    worker = run_with_limits(os.getpid, limits=limits)
+    for _ in range(3):   # each call may take most of the cap again: the cap is per call
+        assert run_with_limits(allocated, 96 * MiB, limits=limits) == 96 * MiB
+    assert run_with_limits(os.getpid, limits=limits) == worker
+    with pytest.raises(UnsafeFile) as caught:
+        run_with_limits(allocated, 160 * MiB, limits=limits)
+    assert caught.value.reason_code == "parse_limit"
+
+
+def test_calls_from_several_threads_share_a_few_workers():
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: (run_with_limits(len, b"x" * n), run_with_limits(os.getpid)), range(40)))
+    assert [length for length, _ in results] == list(range(40))
+    assert len({pid for _, pid in results}) <= MAX_PARSE_WORKERS
+
+
+def test_stopped_workers_end_and_a_new_one_starts_on_demand():
+    first = run_with_limits(os.getpid)
+    stop_parse_workers()
+    assert not os.path.exists(f"/proc/{first}") or _zombie_or_other(first)
+    assert run_with_limits(os.getpid) != first

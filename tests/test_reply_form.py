@@ -1,9 +1,12 @@
 """The per-unit reply form: what a unit receives, opened back with openpyxl and with LibreOffice."""
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 from openpyxl import load_workbook
@@ -12,6 +15,7 @@ import forms.reply_form as reply_form
 from forms.campaign import CampaignDefinition, UnitRow, load_campaign
 from forms.reply_form import (CAMPAIGN_PROPERTY, FORM_SHEET_TITLE, HIDDEN_SHEET_TITLE, TOKEN_LABEL, TOKEN_PROPERTY,
                               UNIT_NAME_LABEL, build_reply_form, schema_fingerprint)
+from forms.ooxml_guard import FORM_LIMITS, check_ooxml
 from forms.schema import FieldSpec, FieldType, FormSchema, Grid, GridRow
 from models.settings import get_settings, reload_settings
 from models.tokens import sign
@@ -193,6 +197,40 @@ def test_rebuilding_a_form_gives_the_same_bytes(example, tmp_path):
     first = build_reply_form(example, unit, token_for(example, unit), tmp_path / "a.xlsx").read_bytes()
     second = build_reply_form(example, unit, token_for(example, unit), tmp_path / "b.xlsx").read_bytes()
     assert first == second
+
+
+def members(data: bytes) -> dict[str, bytes]:
+    """Every member, inflated; zipfile checks each one's CRC-32 and size on the way."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def test_each_member_is_what_openpyxl_wrote_with_the_unit_filled_in(example):
+    """The forms are joined from pieces deflated ahead: inflated, they must be exactly the workbook
+    openpyxl saved with placeholders, the unit's name and token put in their place."""
+    saved = io.BytesIO()
+    reply_form._layout_workbook(example, "NAMEHERE", "TOKENHERE").save(saved)
+    expected_members = members(saved.getvalue())
+    for unit in (example.units[0], example.units[0].model_copy(update={"name": "A&B<研究>院“𠀀堃”"})):
+        token = token_for(example, unit)
+        form = reply_form.reply_form_bytes(example, unit.name, token)
+        got = members(form)
+        assert list(got) == list(expected_members)
+        for name, content in expected_members.items():
+            if name == "docProps/core.xml":   # carries the time openpyxl saved it
+                continue
+            expected = content.replace(b"NAMEHERE", escape(unit.name).encode()).replace(b"TOKENHERE", token.encode())
+            assert got[name] == expected, name
+        assert check_ooxml(form, FORM_LIMITS) == "xlsx"
+
+
+def test_forms_of_different_units_differ_only_where_the_unit_is(example):
+    first, second = example.units[0], example.units[1]
+    one = members(reply_form.reply_form_bytes(example, first.name, token_for(example, first)))
+    other = members(reply_form.reply_form_bytes(example, second.name, token_for(example, second)))
+    differing = {name for name in one if one[name] != other[name]}
+    assert differing == {"xl/worksheets/sheet1.xml", "xl/worksheets/sheet2.xml", "docProps/custom.xml"}
 
 
 def test_another_schema_needs_no_code_change(example, tmp_path):
