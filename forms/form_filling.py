@@ -8,6 +8,7 @@ import io
 
 import openpyxl
 
+from forms.reply_form import FORM_SHEET_TITLE
 from forms.schema import FormSchema
 
 
@@ -35,7 +36,7 @@ def fill_reply_form(form: bytes, schema: FormSchema, values: dict[str, object], 
     """The form with `values` typed in (keys from schema.iter_cells()); `edit(workbook, sheet)` may
     change the sheet first, as a unit sometimes does (insert a row, rename the sheet)."""
     workbook = openpyxl.load_workbook(io.BytesIO(form))
-    sheet = workbook.worksheets[0]
+    sheet = workbook[FORM_SHEET_TITLE] if FORM_SHEET_TITLE in workbook.sheetnames else workbook.worksheets[0]
     if edit:
         edit(workbook, sheet)
     cells = input_cells(sheet, schema)

@@ -17,12 +17,14 @@ import docx
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from forms.campaign import CampaignDefinition, UnitRow, load_campaign
+from other_schemas import safety_definition
+from forms.form_filling import fill_reply_form, input_cells
+from forms.campaign import load_campaign
 from forms.form_reader import (CellError, NotAReplyForm, looks_like_reply_form, parse_reply_form,
                                read_reply_form)
 from forms.ooxml_guard import UnsafeFile, run_with_limits
 from forms.reply_form import FORM_SHEET_TITLE, TOKEN_LABEL, reply_form_bytes
-from forms.schema import FieldSpec, FormSchema, Grid, GridRow
+from forms.schema import FieldSpec, FormSchema
 from models.settings import get_settings, reload_settings
 from models.tokens import sign
 
@@ -39,46 +41,12 @@ def example(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-def safety_definition(base: CampaignDefinition) -> CampaignDefinition:
-    form = FormSchema(
-        title="安全生产大检查情况统计表",
-        grid=Grid(label="检查情况", row_header="检查对象",
-                  rows=[GridRow(key="enterprise", label="生产经营企业"), GridRow(key="venue", label="人员密集场所")],
-                  columns=[FieldSpec(key="checks", label="检查次数", type="integer", required=True, min=0, max=999,
-                                     aggregate="sum"),
-                           FieldSpec(key="fines", label="罚款金额（万元）", type="number", min=0, decimals=2,
-                                     aggregate="sum"),
-                           FieldSpec(key="closed", label="责令停业家数", type="integer", min=0, aggregate="count")]),
-        fields=[FieldSpec(key="checked_on", label="检查日期", type="date", required=True),
-                FieldSpec(key="lead", label="带队领导", type="text", required=True, max_length=10, aggregate="collect"),
-                FieldSpec(key="summary", label="主要问题", type="text", max_length=200, aggregate="collect")])
-    units = [UnitRow(code="AQ1", name="甲园区安监站", kind="park", email="aq1@units.example",
-                     leader_email="lead.aq1@units.example")]
-    return CampaignDefinition(directory=base.directory, spec=base.spec.model_copy(update={"id": "safety-2024-1"}),
-                              units=units, form=form, notice_body="通知正文")
 
 
 def token_for(definition, unit) -> str:
     return str(sign(definition.spec.token_prefix, unit.code))
 
 
-def input_cells(sheet, schema: FormSchema) -> dict[str, str]:
-    """Schema key -> coordinate, found by the labels (independently of the reader under test)."""
-    cells = {}
-    everything = [cell for row in sheet.iter_rows() for cell in row if isinstance(cell.value, str)]
-    if schema.grid:
-        header = next(c for c in everything if c.value == schema.grid.row_header)
-        columns = {c.value: c.column for c in everything if c.row == header.row}
-        for row in schema.grid.rows:
-            label = next((c for c in everything if c.value == row.label and c.column == header.column), None)
-            if label is None:
-                continue   # a test deleted it
-            for column in schema.grid.columns:
-                cells[f"{row.key}.{column.key}"] = sheet.cell(row=label.row, column=columns[column.label]).coordinate
-    for spec in schema.fields:
-        label = next(c for c in everything if c.value.rstrip(" *") == spec.label)
-        cells[spec.key] = sheet.cell(row=label.row, column=label.column + 1).coordinate
-    return cells
 
 
 def good_values(schema: FormSchema) -> dict[str, object]:
@@ -97,17 +65,6 @@ def good_values(schema: FormSchema) -> dict[str, object]:
     return values
 
 
-def fill(form: bytes, schema: FormSchema, values: dict[str, object], *, edit=None) -> bytes:
-    workbook = load_workbook(io.BytesIO(form))
-    sheet = workbook[FORM_SHEET_TITLE]
-    if edit:
-        edit(workbook, sheet)
-    cells = input_cells(sheet, schema)
-    for key, value in values.items():
-        sheet[cells[key]] = value
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
 
 
 def address_of(form: bytes, schema: FormSchema, key: str) -> str:
@@ -136,7 +93,7 @@ def soffice_resave(data: bytes, tmp_path: Path, name: str = "回执表（已填�
 
 def test_filled_form_reads_back_exactly(example, form):
     values = good_values(example.form)
-    reading = read_reply_form(fill(form, example.form, values), example.form)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form)
     assert reading.valid, reading.error_lines()
     unit = example.units[2]
     assert reading.unit_name == unit.name
@@ -153,7 +110,7 @@ def test_filled_form_reads_back_exactly(example, form):
 
 
 def test_isolated_and_in_process_readings_agree(example, form):
-    data = fill(form, example.form, good_values(example.form))
+    data = fill_reply_form(form, example.form, good_values(example.form))
     assert read_reply_form(data, example.form) == read_reply_form(data, example.form, isolated=False)
 
 
@@ -161,7 +118,7 @@ def test_isolated_and_in_process_readings_agree(example, form):
                                              (12.0, 12), ("+3", 3)])
 def test_integers_typed_as_text_are_understood(example, form, typed, expected):
     values = good_values(example.form) | {"ziran.sessions": typed}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert reading.valid, reading.error_lines()
     assert reading.values["ziran.sessions"] == expected
 
@@ -170,7 +127,7 @@ def test_integers_typed_as_text_are_understood(example, form, typed, expected):
                                              ("2.50", "2.5")])
 def test_decimals_typed_any_way_are_exact(example, form, typed, expected):
     values = good_values(example.form) | {"ziran.hours": typed}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert reading.valid, reading.error_lines()
     assert reading.values["ziran.hours"] == Decimal(expected)
     assert str(reading.values["ziran.hours"]) == expected
@@ -193,7 +150,7 @@ def test_decimals_typed_any_way_are_exact(example, form, typed, expected):
 ])
 def test_each_error_names_the_cell_and_the_field(example, form, key, typed, words):
     values = good_values(example.form) | {key: typed}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert not reading.valid
     assert len(reading.errors) == 1, reading.error_lines()
     error = reading.errors[0]
@@ -207,7 +164,7 @@ def test_each_error_names_the_cell_and_the_field(example, form, key, typed, word
 
 def test_error_message_reads_as_the_office_writes_it(example, form):
     values = good_values(example.form) | {"ziran.hours": "-2"}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     cell = address_of(form, example.form, "ziran.hours")
     assert reading.error_lines() == [
         f"{cell} 关爱自然·志愿服务时长（小时）：应为 0 到 100000000 之间的数字（最多1位小数）（现为“-2”），请改正后重新发送"]
@@ -215,7 +172,7 @@ def test_error_message_reads_as_the_office_writes_it(example, form):
 
 def test_optional_fields_may_stay_empty(example, form):
     values = good_values(example.form) | {"stories": None, "problems": ""}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert reading.valid, reading.error_lines()
     assert reading.values["stories"] is None and reading.values["problems"] is None
 
@@ -231,7 +188,7 @@ def test_inserted_rows_are_followed(example, form):
         sheet.insert_rows(first_grid_row + 2)          # between two activity kinds
         sheet.insert_rows(2, amount=2)                 # above everything but the title
     values = good_values(example.form) | {"ruoshi.hours": "-5"}
-    data = fill(form, example.form, values, edit=insert_rows)
+    data = fill_reply_form(form, example.form, values, edit=insert_rows)
     reading = read_reply_form(data, example.form, isolated=False)
     cell = address_of(data, example.form, "ruoshi.hours")
     assert [(e.cell, e.key) for e in reading.errors] == [(cell, "ruoshi.hours")]
@@ -242,7 +199,7 @@ def test_inserted_rows_are_followed(example, form):
 
 def test_values_copied_into_a_fresh_workbook_still_read(example, form):
     values = good_values(example.form)
-    original = load_workbook(io.BytesIO(fill(form, example.form, values)))[FORM_SHEET_TITLE]
+    original = load_workbook(io.BytesIO(fill_reply_form(form, example.form, values)))[FORM_SHEET_TITLE]
     fresh = Workbook()
     sheet = fresh.active
     sheet.title = "Sheet1"
@@ -268,7 +225,7 @@ def test_disagreeing_tokens_are_all_reported(example, form):
     def overwrite_token(workbook, sheet):
         label = next(c for c in sheet["A"] if c.value == TOKEN_LABEL)
         sheet.cell(row=label.row, column=2, value=other)
-    data = fill(form, example.form, good_values(example.form), edit=overwrite_token)
+    data = fill_reply_form(form, example.form, good_values(example.form), edit=overwrite_token)
     reading = read_reply_form(data, example.form, isolated=False)
     assert reading.token is None and reading.token_conflict
     assert ("cell", other) in reading.tokens
@@ -283,7 +240,7 @@ def test_formulas_without_cached_values_are_computed(example, form):
         "xuanjiang.served": f"=SUM({cells['xuanjiang.sessions']}:{cells['xuanjiang.volunteers']})",
         "xuanjiang.hours": "=1.5+2%*100",
         "articles": "=(2+4)/3"}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert reading.valid, reading.error_lines()
     assert reading.values["xuanjiang.volunteers"] == 13
     assert reading.values["xuanjiang.served"] == 17
@@ -293,7 +250,7 @@ def test_formulas_without_cached_values_are_computed(example, form):
 
 def test_formula_that_cannot_be_computed_is_an_error(example, form):
     values = good_values(example.form) | {"ziran.sessions": "=VLOOKUP(1,Sheet2!A1:B9,2,FALSE)"}
-    reading = read_reply_form(fill(form, example.form, values), example.form, isolated=False)
+    reading = read_reply_form(fill_reply_form(form, example.form, values), example.form, isolated=False)
     assert [e.key for e in reading.errors] == ["ziran.sessions"]
     assert "公式" in reading.errors[0].message
 
@@ -303,7 +260,7 @@ def test_filled_copy_of_the_sheet_wins_over_the_blank_original(example, form):
 
     def copy_sheet(workbook, sheet):
         workbook.copy_worksheet(sheet).title = "回执表（填报）"
-    data = fill(form, example.form, {}, edit=copy_sheet)
+    data = fill_reply_form(form, example.form, {}, edit=copy_sheet)
     workbook = load_workbook(io.BytesIO(data))
     copy = workbook["回执表（填报）"]
     for key, coordinate in input_cells(copy, example.form).items():
@@ -319,7 +276,7 @@ def test_form_resaved_by_libreoffice_reads_the_same(example, form, tmp_path):
     cells = input_cells(load_workbook(io.BytesIO(form))[FORM_SHEET_TITLE], example.form)
     values = good_values(example.form) | {"ziran.sessions": "１２ 场",
                                           "huimin.volunteers": f"={cells['huimin.sessions']}+10"}
-    resaved = soffice_resave(fill(form, example.form, values), tmp_path)
+    resaved = soffice_resave(fill_reply_form(form, example.form, values), tmp_path)
     reading = read_reply_form(resaved, example.form)
     assert reading.valid, reading.error_lines()
     assert reading.token == token_for(example, example.units[2])
@@ -377,7 +334,7 @@ def test_another_schema_reads_with_no_code_change(example):
     form = reply_form_bytes(definition, "甲园区安监站", token_for(definition, definition.units[0]))
     values = good_values(definition.form) | {"enterprise.fines": "1.25", "venue.closed": None,
                                              "checked_on": "2024年3月5日"}
-    reading = read_reply_form(fill(form, definition.form, values), definition.form)
+    reading = read_reply_form(fill_reply_form(form, definition.form, values), definition.form)
     assert reading.valid, reading.error_lines()
     assert reading.values["enterprise.fines"] == Decimal("1.25")
     assert reading.values["checked_on"] == date(2024, 3, 5)
@@ -385,7 +342,7 @@ def test_another_schema_reads_with_no_code_change(example):
     assert reading.token == token_for(definition, definition.units[0])
 
     broken = good_values(definition.form) | {"venue.fines": "1.255", "checked_on": "下周一", "lead": "张" * 11}
-    reading = read_reply_form(fill(form, definition.form, broken), definition.form)
+    reading = read_reply_form(fill_reply_form(form, definition.form, broken), definition.form)
     assert {e.key for e in reading.errors} == {"venue.fines", "checked_on", "lead"}
     by_key = {e.key: e for e in reading.errors}
     assert "最多保留 2 位小数" in by_key["venue.fines"].message
@@ -400,7 +357,7 @@ def test_a_form_without_grid_reads(example):
             FieldSpec(key="mobile", label="手机", type="phone", required=True)]),
         "spec": example.spec.model_copy(update={"id": "liaison-2024"})})
     form = reply_form_bytes(definition, "某单位", "XQ9-YQ01-AAAAAA")
-    reading = read_reply_form(fill(form, definition.form, {"person": "李四", "mobile": 13800000000}),
+    reading = read_reply_form(fill_reply_form(form, definition.form, {"person": "李四", "mobile": 13800000000}),
                               definition.form, isolated=False)
     assert reading.valid, reading.error_lines()
     assert reading.values == {"person": "李四", "mobile": "13800000000"}
@@ -411,7 +368,7 @@ def test_a_sheet_with_too_many_cells_is_refused(example, form):
         extra = workbook.create_sheet("附表")
         for row in range(1, 1001):
             extra.append(list(range(60)))
-    data = fill(form, example.form, good_values(example.form), edit=flood)
+    data = fill_reply_form(form, example.form, good_values(example.form), edit=flood)
     with pytest.raises(UnsafeFile) as caught:
         read_reply_form(data, example.form)
     assert caught.value.reason_code == "parse_limit"
@@ -446,7 +403,7 @@ def test_a_form_whose_styles_need_gigabytes_is_stopped(example, form):
 def test_forms_in_a_row_share_one_parser_and_a_hostile_one_spoils_none_after_it(example):
     units = example.units[:6]
     values = good_values(example.form)
-    forms = [fill(reply_form_bytes(example, unit.name, token_for(example, unit)), example.form, values)
+    forms = [fill_reply_form(reply_form_bytes(example, unit.name, token_for(example, unit)), example.form, values)
              for unit in units]
     worker = run_with_limits(os.getpid)
     readings = [read_reply_form(data, example.form) for data in forms[:3]]
@@ -474,7 +431,7 @@ def test_a_deleted_row_is_named(example, form):
         label = next(c for c in sheet["A"] if c.value == "关爱自然")
         sheet.delete_rows(label.row)
     values = {k: v for k, v in good_values(example.form).items() if not k.startswith("ziran.")}
-    data = fill(form, example.form, values, edit=delete_row)
+    data = fill_reply_form(form, example.form, values, edit=delete_row)
     reading = parse_reply_form(data, example.form)
     assert [(e.cell, e.key) for e in reading.errors] == [("", "ziran")]
     assert "关爱自然" in reading.errors[0].message
