@@ -25,6 +25,26 @@ def display_width(text: str) -> float:
     return sum(char_width(ch) for ch in text)
 
 
+# How the CJK faces actually draw mixed text, for estimates of how much a line or a cell holds:
+# digits and Latin letters come out wider than half a character, and LibreOffice puts a quarter
+# character between Chinese and digits or Latin letters (Word, told not to, does not).
+DRAWN_HALF_WIDTH = 0.6
+SCRIPT_GAP_CHARS = 0.25
+
+
+def drawn_width(text: str) -> float:
+    """Width in characters of `text` as drawn (see DRAWN_HALF_WIDTH): never less than display_width."""
+    wide = [char_width(ch) == 1.0 for ch in text]
+    switches = sum(1 for a, b in zip(wide, wide[1:]) if a != b)
+    return sum(1.0 if w else DRAWN_HALF_WIDTH for w in wide) + switches * SCRIPT_GAP_CHARS
+
+
+def wrapped_lines(text: str, max_width: float) -> list[str]:
+    """`text` as a flush-left paragraph `max_width` characters wide lays it out: filled greedily at
+    drawn widths, never breaking before a closing mark or after an opening one."""
+    return _greedy_lines(text, max_width, drawn_width)
+
+
 # --- 7.3.1: titles wrap with words whole, lines symmetric, in a trapezoid or diamond ------------
 _NO_LINE_START = set("，。、；：？！”’）》」』〕…·")
 _NO_LINE_END = set("“‘（《「『〔")
@@ -77,12 +97,11 @@ def title_lines(title: str, max_width: float) -> list[str]:
     return _greedy_lines(title, max_width)
 
 
-def _greedy_lines(text: str, max_width: float) -> list[str]:
+def _greedy_lines(text: str, max_width: float, measure=display_width) -> list[str]:
     lines, start = [], 0
     while start < len(text):
-        end, width = start, 0.0
-        while end < len(text) and width + char_width(text[end]) <= max_width:
-            width += char_width(text[end])
+        end = start + 1               # a line holds at least one character
+        while end < len(text) and measure(text[start:end + 1]) <= max_width:
             end += 1
         while start + 1 < end < len(text) and not _break_allowed(text, end):
             end -= 1

@@ -7,6 +7,7 @@ converted here and nowhere else.
 from __future__ import annotations
 
 TWIPS_PER_PT = 20
+EIGHTHS_PER_PT = 8      # border widths
 MM_PER_INCH = 25.4
 PT_PER_INCH = 72
 
@@ -67,7 +68,8 @@ LINE_PITCH = 579
 BODY_CHAR_SPACING = -5
 BODY_CHAR_PITCH = half_points(SIZE_SAN_PT) * TWIPS_PER_PT // 2 + BODY_CHAR_SPACING   # 315
 # Word's "characters" unit for indents: 100 = one character of the paragraph's size.
-INDENT_TWO_CHARS = 200
+CHAR_UNITS = 100
+INDENT_TWO_CHARS = 2 * CHAR_UNITS
 INDENT_TWO_CHARS_TWIPS = 2 * SIZE_SAN_PT * TWIPS_PER_PT  # 640, for readers without *Chars support
 
 # How a renderer lays one exact-height line out (Word and LibreOffice alike): the baseline sits at
@@ -97,14 +99,28 @@ RED_RULE_WIDTH = 12                 # eighths of a point (1.5 pt); the standard 
 # Border spacing (pt) under the 文号 line: the glyphs end 3.9 pt above the exact line's bottom
 # (baseline at 4/5, descent 0.12 em), so 4 mm (11.3 pt) below them is ~7.5 pt below the line.
 RED_RULE_SPACE_PT = 7
+# The rule is a bottom border, drawn below the exact line: the 文号 paragraph grows by its spacing
+# and its width (LibreOffice measured: the title sits 8.5 pt lower than the lines alone put it).
+DOC_NUMBER_RULE_HEIGHT = RED_RULE_SPACE_PT * TWIPS_PER_PT + RED_RULE_WIDTH * TWIPS_PER_PT // EIGHTHS_PER_PT
 
 # --- 7.3.1 标题: 二号小标宋, two blank lines below the red rule, centred ---------------------------
 TITLE_SIZE = half_points(SIZE_ER_PT)                    # 44
 BLANK_LINES_RULE_TO_TITLE = 2
 TITLE_CHARS_PER_LINE = TYPE_AREA_WIDTH // (TITLE_SIZE * TWIPS_PER_PT // 2)   # 20
 
-# --- 7.3.2 主送机关: one blank line below the title, flush left ---------------------------------
+# --- 7.3.2 主送机关: one blank line below the title, flush left, ends with a colon ---------------
+# The blank line stays when the 主送 moves to the 版记: the body then starts one line below the title.
 BLANK_LINES_TITLE_TO_ADDRESSEES = 1
+ADDRESSEES_END = "："
+# Page 1 must show body text: when the 主送 would leave less than this many body lines on it, the
+# 主送 moves to the 版记 (documents/addressees.py decides).
+ADDRESSEES_MIN_BODY_LINES = 1
+# One line more than the estimate needs, so a borderline list moves rather than overflows: the
+# estimate is the layout's arithmetic, while the page is laid out by Word, WPS or LibreOffice, which
+# differ by a fraction of a line (the red rule's border, a comma hung in the margin or carried to
+# the next line, Latin words kept whole, substituted faces); a list moved to the 版记 is always
+# correct, a body pushed to page 2 never is.
+ADDRESSEES_SAFETY_LINES = 1
 
 # --- 7.3.3 正文: paragraphs indented two characters; heading levels ---------------------------
 HEADING_FONTS = {1: FONT_HEITI, 2: FONT_KAITI, 3: FONT_FANGSONG, 4: FONT_FANGSONG}
@@ -147,9 +163,20 @@ LANDSCAPE_TYPE_AREA_WIDTH = PAGE_HEIGHT - LANDSCAPE_MARGIN_LEFT - LANDSCAPE_MARG
 IMPRINT_SIZE = half_points(SIZE_SI_PT)     # 7.4.2, 7.4.3: 四号仿宋
 IMPRINT_INDENT = SIZE_SI_PT * TWIPS_PER_PT  # one character in from each side (280)
 IMPRINT_RULE_THICK = 8                      # 7.4.1: 0.35 mm ≈ 1 pt, first and last rules
-IMPRINT_RULE_THIN = 6                       # 7.4.1: 0.25 mm ≈ 0.75 pt, between 抄送 and 印发
+IMPRINT_RULE_THIN = 6                       # 7.4.1: 0.25 mm ≈ 0.75 pt, between the items (主送, 抄送, 印发)
 COPY_TO_LABEL = "抄送："
+# 7.3.2: a 主送 too long for page 1 is written in the 版记 the way 抄送 is, above it.
+ADDRESSEES_LABEL = "主送："
+IMPRINT_LIST_SEPARATOR = "，"        # 7.4.2: names separated by commas …
+IMPRINT_LIST_END = "。"              # … ending with a full stop
+IMPRINT_LINE_WIDTH = TYPE_AREA_WIDTH - 2 * IMPRINT_INDENT
+IMPRINT_CHARS_PER_LINE = IMPRINT_LINE_WIDTH / (IMPRINT_SIZE * TWIPS_PER_PT / 2)   # 29.6
 IMPRINT_SUFFIX = "印发"
+# The 版记 is one block at the foot of the last page (a frame): it cannot run onto a second page.
+# Lines its page keeps free: the rules take part of one; LibreOffice anchors the block to the
+# paragraph before it and carries that paragraph (the 附注, two lines) onto the 版记's page.
+IMPRINT_PAGE_RESERVED_LINES = 3
+IMPRINT_MAX_LINES = LINES_PER_PAGE - IMPRINT_PAGE_RESERVED_LINES
 
 # --- 7.5 页码: 四号半角宋体, “— N —”, 7 mm below the type area; odd right, even left, one char in ---
 PAGE_NUMBER_SIZE = half_points(SIZE_SI_PT)    # 28

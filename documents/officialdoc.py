@@ -17,6 +17,7 @@ from docxtpl import DocxTemplate
 from lxml import etree
 
 from documents import layout as L
+from documents.addressees import addressee_text, addressees_fit_first_page, imprint_fits, imprint_lines
 from documents.blocks import (Annex, AnnexTable, annex_page, drop_empty_runs, fragment_xml,
                               keep_signature_with_text, landscape_section, mark_run, merge_section_breaks,
                               portrait_section, section_break, signature_paragraphs)
@@ -49,7 +50,7 @@ class OfficialDocument:
     mark: str                      # 发文机关标志, e.g. "…办公室文件"
     doc_number: str                # 发文字号, e.g. "新文明办发〔2023〕9号"
     title: str
-    addressees: str                # 主送机关, without the final colon
+    addressees: str                # 主送机关, without the final colon; names may be on separate lines
     body: str | Sequence[str]
     issuer: str                    # 发文机关署名
     date: dt.date                  # 成文日期
@@ -65,10 +66,21 @@ class OfficialDocument:
         for name, label in _REQUIRED.items():
             if not getattr(self, name).strip():
                 raise ValueError(f"公文的{label}为空，请填写")
+        if not self.addressees_on_first_page and not imprint_fits(self.addressees, self.copy_to):
+            lines = imprint_lines(self.addressees, self.copy_to)
+            raise ValueError(
+                f"主送机关名称过多：留在首页会把正文挤出首页，移至版记则版记约{lines}行，一页排不下。"
+                "请改用统称（如“各有关单位”），并将单位名单作为附件。")
 
     @property
     def annexes(self) -> list[Annex]:
         return [a if isinstance(a, Annex) else Annex(title=a) for a in self.attachments]
+
+    @property
+    def addressees_on_first_page(self) -> bool:
+        """7.3.2: the 主送 stays under the title unless it would leave page 1 without body text;
+        then it is printed in the 版记 (“主送：…。”, above 抄送)."""
+        return addressees_fit_first_page(self.title, self.addressees, self.body)
 
 
 def _annex_fragment(document: OfficialDocument, tpl: DocxTemplate) -> Fragment:
@@ -126,17 +138,20 @@ def _line(text: str) -> str:
 def _context(document: OfficialDocument, tpl: DocxTemplate) -> dict:
     title = "\n".join(_line(line) for line in title_lines(document.title, L.TITLE_CHARS_PER_LINE))
     note = _line(document.note).strip("（）()") if document.note else None
+    addressees = addressee_text(document.addressees)
+    on_first_page = document.addressees_on_first_page
     return {
         "mark": Fragment(mark_run(_line(document.mark))),
         "doc_number": document.doc_number,
         "title": title,
-        "addressees": _line(document.addressees).rstrip("：:"),
+        "addressees": addressees if on_first_page else None,        # under the title …
+        "imprint_addressees": None if on_first_page else addressees,  # … or in the 版记
         "body": parse_body(document.body),
         "attachments": [_line(a.title) for a in document.annexes],
         "signature": Fragment(*signature_paragraphs(_line(document.issuer), chinese_date(document.date))),
         "note": note,
         "annexes": _annex_fragment(document, tpl),
-        "copy_to": "，".join(_line(c) for c in document.copy_to if _line(c)),
+        "copy_to": L.IMPRINT_LIST_SEPARATOR.join(_line(c) for c in document.copy_to if _line(c)),
         "printer": _line(document.printer),
         "printed_date": chinese_date(document.printed_date),
     }

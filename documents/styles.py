@@ -70,8 +70,10 @@ _NO_INDENT = dict(left=0, right=0, first_line=0)
 _THICK = Border(L.IMPRINT_RULE_THICK)
 _THIN = Border(L.IMPRINT_RULE_THIN)
 _IMPRINT_RUN = RunProps(size=L.IMPRINT_SIZE, spacing=0)
-# 7.4.2: 抄送 wraps under the first name after the colon.
+# 7.4.2: 抄送 (and a 主送 moved to the 版记, 7.3.2: labels of the same length) wraps under the
+# first name after the colon.
 _COPY_TO_HANGING = len(L.COPY_TO_LABEL) * L.IMPRINT_SIZE * L.TWIPS_PER_PT // 2
+assert len(L.ADDRESSEES_LABEL) == len(L.COPY_TO_LABEL), "the 版记's labels share one hanging indent"
 
 STYLES: tuple[Style, ...] = (
     # 5.2.2–5.2.4: 三号仿宋, black, exact 28.95 pt lines, 28 characters a line, justified.
@@ -125,7 +127,7 @@ STYLES: tuple[Style, ...] = (
                                                     **_NO_INDENT),
           run=RunProps(size=L.TABLE_SIZE, spacing=0)),
     Style(TABLE_HEADER, "公文-表格表头", based_on=TABLE_TEXT, run=RunProps(font=L.FONT_HEITI)),
-    # 7.4: the 版记 lines (抄送, then 印发机关 and 印发日期) share this style; their rules are its
+    # 7.4: the 版记 lines (主送 when moved there, 抄送, then 印发机关 and 印发日期) share this style; their rules are its
     # borders: Word draws "top" above the first line, "between" between lines of the same borders
     # and indents, "bottom" under the last. Sharing one style keeps them one group (and one frame).
     Style(IMPRINT, "公文-版记", run=_IMPRINT_RUN, para=ParaProps(

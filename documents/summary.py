@@ -22,7 +22,7 @@ from pathlib import Path
 
 from documents import layout as L
 from documents.blocks import MERGE_LEFT, MERGE_UP, cell_text
-from documents.chinese_text import char_width, chinese_date
+from documents.chinese_text import chinese_date, drawn_width
 from documents.summary_words import (chinese_number, deadline_text, excerpt, figure, join_names, measure_phrase,
                                      measure_words, report_time, units_phrase)
 from documents.officialdoc import Annex, AnnexTable, OfficialDocument, gc_paused, render_official_document
@@ -186,21 +186,13 @@ _CELL_PADDING = 2 * L.TABLE_CELL_MARGIN
 # three characters; 报送时间 and 备注 are as wide as what they hold, their headers wrap.
 MIN_FIGURE_CHARS = 3
 MIN_TEXT_CHARS = 2
-# Digits and Latin letters are drawn wider than half a character in the CJK faces; a cell also
-# needs some room for the renderer's rounding.
-HALF_WIDTH_CHARS = 0.6
+# A cell needs some room for the renderer's rounding.
 CELL_SLACK_CHARS = 0.5
-# LibreOffice puts a quarter character between Chinese and digits (Word, told not to, does not).
-SCRIPT_GAP_CHARS = 0.25
 
 
 def _cell_chars(text: str) -> float:
     """Characters a cell needs for the widest line of `text` to fit without wrapping."""
-    def line_chars(line: str) -> float:
-        wide = [char_width(ch) == 1.0 for ch in line]
-        switches = sum(1 for a, b in zip(wide, wide[1:]) if a != b)
-        return sum(1.0 if w else HALF_WIDTH_CHARS for w in wide) + switches * SCRIPT_GAP_CHARS
-    return max(line_chars(line) for line in text.split("\n")) + CELL_SLACK_CHARS
+    return max(drawn_width(line) for line in text.split("\n")) + CELL_SLACK_CHARS
 
 
 def _fit_widths(natural: list[int], stretch: int, wish: int, total: int) -> list[int]:

@@ -199,6 +199,19 @@ def _check_units(rows: list[tuple[int, dict]], path: Path, kinds: set[str]) -> l
     return units
 
 
+def _check_addressees(spec: CampaignSpec, path: Path, lines: dict) -> None:
+    """A 主送 too long for the 版记 (where it goes when page 1 cannot hold it) is found at load
+    time, not when the notice or the summary is rendered."""
+    from documents.addressees import imprint_fits, imprint_lines
+
+    for field, copy_to in (("notice", spec.notice.copy_to), ("summary", spec.summary.copy_to)):
+        if not imprint_fits(spec.notice.addressees, copy_to):
+            raise CampaignError([Problem(
+                path, lines.get(("notice", "addressees")), "notice.addressees",
+                f"主送机关名称过多，移至版记后约{imprint_lines(spec.notice.addressees, copy_to)}行，一页排不下"
+                f"（{field} 的抄送一并计入）。请改用统称（如“各有关单位”），并将单位名单作为附件")])
+
+
 def _check_calendar(spec: CampaignSpec, path: Path, lines: dict) -> None:
     """A deadline not after the notice's date, a deadline on a rest day (under deadline_on_holiday: error) or a ladder step in a year the
     holiday data does not cover is a campaign error, found at load time rather than at send time."""
@@ -237,6 +250,7 @@ def load_campaign(directory: str | Path) -> CampaignDefinition:
     data, lines = read_yaml_with_lines(spec_path)
     spec: CampaignSpec = _load_model(CampaignSpec, data, spec_path, lines)
     _check_calendar(spec, spec_path, lines)
+    _check_addressees(spec, spec_path, lines)
     _check_email_templates(spec, spec_path, lines)
 
     form_path = directory / spec.form

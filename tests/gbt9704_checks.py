@@ -642,3 +642,140 @@ def check_red_rule(pdf: Path, page: Page, doc_number: str, tolerance_mm: float =
     glyph_bottom = number.y_max - (0.35 - 0.12) * BODY_SIZE / 2
     gap = mm(rows[0] - glyph_bottom)
     return [] if abs(gap - 4) <= tolerance_mm else [f"red rule {gap:.1f} mm below the 文号, expected 4"]
+
+
+# --- 7.3.2: a 主送 too long for page 1, moved to the 版记 -------------------------------------------
+IMPRINT_LABEL_CHARS = 3               # “主送：” and “抄送：”: wrapped lines start under the first name
+
+
+def imprint_paragraphs(doc: Docx) -> list:
+    """The 版记's paragraphs (framed at the bottom of the type area), top to bottom."""
+    return [p for p in doc.body_paragraphs()
+            if doc.para_props(p).get("framePr", {}).get("yAlign") == "bottom"]
+
+
+def check_addressees_in_imprint(doc: Docx, addressees: str) -> list[str]:
+    """7.3.2, 7.4.2: no 主送 line under the title; the 版记 opens with “主送：<names>。” in the 抄送
+    style: the same frame and rules as the other 版记 lines, 四号仿宋, one character in from each
+    side, wrapped lines under the first name; 抄送 (if any) and 印发 follow it."""
+    problems = []
+    if doc.paragraphs_with_style(S.ADDRESSEES):
+        problems.append("a 主送 line is still under the title")
+    block = imprint_paragraphs(doc)
+    if not block:
+        return problems + ["no 版记 frame"]
+    first = block[0]
+    expected = "主送：" + addressees + "。"
+    if doc.text(first) != expected:
+        problems.append(f"first 版记 line «{doc.text(first)[:30]}…», expected «{expected[:30]}…»")
+    following = [doc.text(p) for p in block[1:]]
+    if not following or not following[-1].endswith("印发") or not all(t.startswith("抄送：") for t in following[:-1]):
+        problems.append(f"after 主送 the 版记 holds {following}, expected 抄送 (optional) then 印发")
+    props = doc.para_props(first)
+    if props.get("framePr") != doc.para_props(block[-1]).get("framePr"):
+        problems.append("主送 is not in the same frame as the 印发 line")
+    borders = props.get("pBdr", {})
+    sizes = {side: int(borders.get(side, {}).get("sz", 0)) for side in ("top", "between", "bottom")}
+    if sizes != {"top": RULE_THICK, "between": RULE_THIN, "bottom": RULE_THICK}:
+        problems.append(f"主送 rules {sizes}")
+    ind = props.get("ind", {})
+    left, hanging, right = (int(ind.get(k, 0)) for k in ("left", "hanging", "right"))
+    if left - hanging != ONE_FOUR_CHAR or right != ONE_FOUR_CHAR:
+        problems.append(f"主送 not one character in from each side: {ind}")
+    if hanging != IMPRINT_LABEL_CHARS * ONE_FOUR_CHAR:
+        problems.append(f"主送 hanging indent {hanging}: wrapped lines do not start under the first name")
+    for _, run_props in _runs_props(doc, [first]):
+        if _size(run_props) != FOUR_SIZE or _east_asian_font(run_props) != FANGSONG:
+            problems.append("主送 in the 版记 is not 四号仿宋")
+    return problems
+
+
+def check_text_not_on_page(page: Page, text: str) -> list[str]:
+    joined = "".join(r.text for r in page.rows).replace(" ", "")
+    return [f"«{text}» is on page {page.number}"] if text.replace(" ", "") in joined else []
+
+
+def imprint_item_rows(page: Page) -> list[list[Row]]:
+    """The printed rows of the 版记's items (主送, 抄送, the 印发 line), each item's rows together:
+    an item starts at “主送：”, “抄送：” or the 印发 line; its wrapped lines follow."""
+    rows = page.text_rows()
+    starts = [i for i, r in enumerate(rows) if r.text.startswith(("主送：", "抄送："))]
+    end = next((i for i in range(len(rows) - 1, -1, -1) if rows[i].text.endswith("印发")), None)
+    if end is None:
+        return []
+    first = starts[0] if starts else end
+    bounds = [i for i in starts if i >= first] + [end, end + 1]
+    return [rows[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def check_addressees_rendered_in_imprint(page: Page, addressees: str, tolerance_mm: float = 1.5) -> list[str]:
+    """The 版记 on `page` opens with the 主送: its rows read “主送：<names>。”; the first starts one
+    四号 character in from the type area's left edge, wrapped rows under the first name; the next
+    item follows one line below; nothing but the 版记 prints below it."""
+    items = imprint_item_rows(page)
+    if not items or not items[0][0].text.startswith("主送："):
+        return [f"page {page.number}: the 版记 does not open with 主送"]
+    rows = items[0]
+    problems = []
+    text = "".join(r.text for r in rows).replace(" ", "")
+    expected = ("主送：" + addressees + "。").replace(" ", "")
+    if text != expected:
+        problems.append(f"主送 reads «{text[:30]}…», expected «{expected[:30]}…»")
+    left = page.type_area()[0]
+    char = FOUR_SIZE / 2
+    if abs(mm(rows[0].x_min - left) - mm(char)) > tolerance_mm:
+        problems.append(f"主送 starts {mm(rows[0].x_min - left):.1f} mm from the type area's left, expected {mm(char):.1f}")
+    for row in rows[1:]:
+        if abs(mm(row.x_min - left) - mm((1 + IMPRINT_LABEL_CHARS) * char)) > tolerance_mm:
+            problems.append(f"wrapped 主送 row «{row.text[:8]}» starts {mm(row.x_min - left):.1f} mm in")
+    pitch = LINE_PITCH / 20
+    tops = [r.y_min for item in items for r in item]
+    gaps = [b - a for a, b in zip(tops, tops[1:])]
+    if any(abs(gap - pitch) > 3 for gap in gaps):
+        problems.append(f"版记 rows are not one line apart: {[round(g, 1) for g in gaps]}")
+    above = [r for r in page.text_rows() if r.y_min < rows[0].y_min]
+    if above and above[-1].y_max > rows[0].y_min:
+        problems.append("text overlaps the 版记")
+    return problems
+
+
+def dark_rule_rows(pdf: Path, page: int, dpi: int = 150) -> list[float]:
+    """Vertical positions (points from the top) of horizontal dark rules wider than 60 % of the
+    page (the type area is 74 %), one per rule (adjacent pixel rows merged): the 版记's rules."""
+    data = subprocess.run(["pdftoppm", "-gray", "-r", str(dpi), "-f", str(page), "-l", str(page), str(pdf)],
+                          check=True, capture_output=True).stdout
+    _, dims, _, pixels = data.split(b"\n", 3)
+    width, height = map(int, dims.split())
+    step, rules, previous = 2, [], None
+    for y in range(height):
+        line = pixels[y * width:(y + 1) * width]
+        # a rule is a long run of dark pixels; text rows are broken by gaps between characters
+        dark = sum(1 for x in range(0, width, step) if line[x] < 100)
+        if dark * step > 0.6 * width:
+            if previous is None or y - previous > 1:
+                rules.append(y * 72 / dpi)
+            previous = y
+    return rules
+
+
+def check_imprint_outer_rules_rendered(pdf: Path, page: Page) -> list[str]:
+    """7.4.1: the 版记's first rule lies within one line above its first item (so that item is
+    inside the 版记) and its last rule on the type area's bottom edge (to within 2 mm). The thin
+    rules between items are w:between borders, which Word draws and LibreOffice 7.4 does not:
+    they are checked in the .docx (check_imprint, check_addressees_in_imprint), not here."""
+    items = imprint_item_rows(page)
+    if not items:
+        return [f"page {page.number}: no 版记"]
+    pitch, bottom = LINE_PITCH / 20, page.type_area()[3]
+    first_top = items[0][0].y_min
+    rules = dark_rule_rows(pdf, page.number)
+    problems = []
+    if not any(first_top - pitch <= y <= first_top for y in rules):
+        problems.append(f"no rule within one line above «{items[0][0].text[:6]}»")
+    if not any(abs(mm(y - bottom)) <= 2 for y in rules):
+        problems.append(f"no rule on the type area's bottom edge; rules at {[round(y, 1) for y in rules]}")
+    return problems
+
+
+def mm_to_pt(value: float) -> float:
+    return value * PT_PER_MM

@@ -105,6 +105,24 @@ def test_deadline_before_issue_date(campaign_copy):
         f"campaign.yaml 第{line}行 deadline：截止时间 2023-03-01 不晚于成文日期 2023-03-14，请检查 deadline 与 notice.date"]
 
 
+def test_addressees_too_long_for_any_place_are_refused_at_load(campaign_copy):
+    """Every unit named one by one: too long for page 1 and for the 版记 the list would move to."""
+    spec = campaign_copy / "campaign.yaml"
+    names = "，".join(f"新区第{n}个需要逐一列名的基层单位" for n in range(1, 41))
+    _edit(spec, "addressees: 新区各园区，各部门、各单位，新区各国有集团公司，省驻区各单位", f"addressees: {names}")
+    line = _line_of(spec, "addressees: 新区第1个")
+    [problem] = _problems(campaign_copy)
+    assert problem.startswith(f"campaign.yaml 第{line}行 notice.addressees：主送机关名称过多，移至版记后约")
+    assert problem.endswith("请改用统称（如“各有关单位”），并将单位名单作为附件")
+
+
+def test_addressees_that_fit_the_imprint_load(campaign_copy):
+    spec = campaign_copy / "campaign.yaml"
+    names = "，".join(f"新区第{n}单位" for n in range(1, 31))  # off page 1, within the 版记
+    _edit(spec, "addressees: 新区各园区，各部门、各单位，新区各国有集团公司，省驻区各单位", f"addressees: {names}")
+    assert load_campaign(campaign_copy).spec.notice.addressees == names
+
+
 def test_duplicate_unit_code_names_both_rows(campaign_copy):
     units = campaign_copy / "units.csv"
     lines = units.read_text(encoding="utf-8").splitlines()
