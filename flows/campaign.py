@@ -1,8 +1,9 @@
 """`issue_notice`: the flow the office triggers once to send the notice to every unit.
 
     load + upsert the campaign → render the notice once (outputs/<id>/notice.docx) → plan the units
-    still due → per batch of ~200 units (one task run, one SMTP connection): build the missing
-    reply forms, enqueue the outbox rows, send → report (artifacts, a Chinese summary)
+    still due → per batch of ~200 units (one task run, one SMTP connection): enqueue the outbox
+    rows, compose each unit's email with its reply form (mail.notice_mail; in a worker process
+    when there are many) ahead of the sending, send → report (artifacts, a Chinese summary)
 
 Exactly once comes from the outbox (mail.outbox), not from Prefect: every step can be killed and
 run again. A unit is due while its notice row is absent or still pending/sending; a sent notice is
@@ -12,12 +13,8 @@ here, since a task retry cannot tell an accepted message from a lost one.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import zipfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, task
@@ -25,24 +22,19 @@ from prefect.cache_policies import NO_CACHE
 
 from documents.notice import NOTICE_FILE_NAME, render_notice
 from flows.runner import logger, publish_markdown, publish_table, run_task
-from forms.campaign import CampaignDefinition, UnitRow, load_campaign
-from forms.reply_form import reply_form_bytes, schema_fingerprint
+from forms.campaign import CampaignDefinition, load_campaign
 from forms.store import upsert_campaign
-from mail import outbox
-from mail.outbound import Attachment, OutgoingEmail, SmtpBatch, SmtpFailure, attachment_filename, sender_domain
-from mail.templating import render_email
-from models.files import write_atomically
-from models.clock import CHINA_TZ, now
+from mail import composing, outbox
+from mail.notice_mail import notice_recipe, notice_subject
+from mail.outbound import SmtpBatch, SmtpFailure, sender_domain
+from models.clock import now
 from models.db import session_scope
 from models.settings import get_settings
-from models.states import RecipientStatus, record_event, transition
-from models.tables import OutboundMessage, OutboundState
+from models.states import RecipientStatus, record_event, record_events, transition, transition_many
+from models.tables import OutboundState
 
 NOTICE_KIND = "notice"
 NOTICE_STEP = "issue"
-NOTICE_TEMPLATE = "notice"
-FORMS_DIR = "forms"
-FORM_MANIFEST_FILE = ".made.json"  # what each form on disk was made for (see ReplyForms)
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0)
 
@@ -60,95 +52,8 @@ class DueUnit:
     token: str
 
 
-# -- words and names the unit sees ----------------------------------------------------------------
-
-def chinese_deadline(deadline: datetime) -> str:
-    """`2023年10月10日18时前` (Beijing time; minutes only when there are some)."""
-    local = deadline.astimezone(CHINA_TZ)
-    clock = f"{local.hour}时" + (f"{local.minute}分" if local.minute else "")
-    return f"{chinese_date(local)}{clock}前"
-
-
-def chinese_date(day) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
-
-
-def notice_attachment_name(definition: CampaignDefinition) -> str:
-    notice = definition.spec.notice
-    return attachment_filename(f"{notice.doc_number} {notice.title}", ".docx")
-
-
-def form_attachment_name(unit: UnitRow) -> str:
-    return attachment_filename(f"回执表-{unit.name}", ".xlsx")
-
-
-def render_notice_email(definition: CampaignDefinition, unit: UnitRow, token: str):
-    spec = definition.spec
-    return render_email(
-        NOTICE_TEMPLATE,
-        unit={"name": unit.name, "code": unit.code},
-        office={"name": spec.office.name, "short_name": spec.office.short_name},
-        notice={"title": spec.notice.title, "doc_number": spec.notice.doc_number},
-        contact={"name": spec.contact.name, "phone": spec.contact.phone, "email": spec.contact.email},
-        deadline_text=chinese_deadline(spec.deadline),
-        sent_date_text=chinese_date(now()),
-        token=token, token_bracketed=f"【{token}】",
-        notice_filename=notice_attachment_name(definition), form_filename=form_attachment_name(unit))
-
-
-# -- files ----------------------------------------------------------------------------------------
-
 def campaign_output_dir(campaign_id: str) -> Path:
     return get_settings().campaign_dir(campaign_id)
-
-
-class ReplyForms:
-    """Each unit's reply form under outputs/<id>/forms/<code>.xlsx, built only if missing or made
-    for another token or another version of the form (a manifest, saved after the forms, says
-    which: code → token and a fingerprint of what the form shows besides the unit).
-
-    Forms are written atomically but not fsync'ed one by one: a form can always be made again, and
-    a sync per unit would cost more than sending its mail. A file that is not a readable zip (a
-    power cut right after writing it) is rebuilt."""
-
-    def __init__(self, definition: CampaignDefinition):
-        self.definition = definition
-        self.folder = campaign_output_dir(definition.id) / FORMS_DIR
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._manifest_path = self.folder / FORM_MANIFEST_FILE
-        self._made = json.loads(self._manifest_path.read_text("utf-8")) if self._manifest_path.exists() else {}
-        self._units = {unit.code: unit for unit in definition.units}
-        self._version = _form_version(definition)
-        self._changed = False
-
-    def attachment(self, code: str, token: str) -> Attachment:
-        """The unit's form as an attachment, built first if needed."""
-        unit = self._units[code]
-        path = self.folder / f"{code}.xlsx"
-        made_for = f"{token} {self._version}"
-        if self._made.get(code) == made_for and zipfile.is_zipfile(path):
-            return Attachment(path, form_attachment_name(unit))
-        content = reply_form_bytes(self.definition, unit.name, token)
-        write_atomically(path, content, fsync=False)
-        self._made[code] = made_for
-        self._changed = True
-        return Attachment(path, form_attachment_name(unit), content=content)
-
-    def path(self, code: str, token: str) -> Path:
-        return self.attachment(code, token).path
-
-    def save(self) -> None:
-        if self._changed:
-            write_atomically(self._manifest_path, json.dumps(self._made, ensure_ascii=False, indent=0).encode())
-            self._changed = False
-
-
-def _form_version(definition: CampaignDefinition) -> str:
-    """What a form shows besides the unit's name and token: its schema, the deadline, the contact."""
-    spec = definition.spec
-    facts = [schema_fingerprint(definition.form), spec.deadline.isoformat(), spec.contact.model_dump_json(),
-             spec.office.email]
-    return hashlib.sha256("\x1f".join(facts).encode()).hexdigest()[:16]
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -225,38 +130,26 @@ def send_notice_batch(definition: CampaignDefinition, notice_path: str, due: lis
     spec = definition.spec
     units = {unit.code: unit for unit in definition.units}
     domain = sender_domain(spec.office.email)
-    notice = Attachment(Path(notice_path), notice_attachment_name(definition), shared=True)
-    reply_to = _reply_to(spec.office.email)
     with outbox.sending_lock(definition.id):
-        forms = ReplyForms(definition)
-        emails, items = {}, []
-        for item in due:
-            unit = units[item.code]
-            emails[item.recipient_id] = (render_notice_email(definition, unit, item.token), unit, item.token)
-            items.append(outbox.OutboxItem(
-                campaign_id=definition.id, recipient_id=item.recipient_id, unit_code=item.code,
-                kind=NOTICE_KIND, step=NOTICE_STEP, to=(unit.email,), subject=emails[item.recipient_id][0].subject,
-                message_id=outbox.make_message_id(NOTICE_KIND, spec.token_prefix, item.code, NOTICE_STEP, domain)))
+        items = [outbox.OutboxItem(
+            campaign_id=definition.id, recipient_id=item.recipient_id, unit_code=item.code, kind=NOTICE_KIND,
+            step=NOTICE_STEP, to=(units[item.code].email,), subject=notice_subject(definition, units[item.code], item.token),
+            message_id=outbox.make_message_id(NOTICE_KIND, spec.token_prefix, item.code, NOTICE_STEP, domain))
+            for item in due]
         with session_scope() as session:
             rows = outbox.enqueue(session, items)
         row_ids = [rows[i.key].id for i in items if rows[i.key].state in outbox.OPEN_STATES]
-
-        def compose(row: OutboundMessage) -> OutgoingEmail:  # runs ahead of the sending, in a helper thread
-            rendered, unit, token = emails[row.recipient_id]
-            form = forms.attachment(unit.code, token)
-            return OutgoingEmail(to=tuple(row.to_addrs), cc=tuple(row.cc_addrs), subject=rendered.subject,
-                                 text=rendered.text, html=rendered.html, message_id=row.message_id,
-                                 attachments=(notice, form), reply_to=reply_to)
-
+        recipe = notice_recipe(definition, Path(notice_path), _reply_to(spec.office.email),
+                               {item.recipient_id: (item.code, item.token) for item in due})
         try:
             report = outbox.deliver(
-                definition.id, row_ids, compose, on_sent_group=_mark_notified, on_refused=_mark_bounced,
+                definition.id, row_ids, recipe, on_sent_group=_mark_notified, on_refused=_mark_bounced,
                 retry=outbox.RetryPolicy(tuple(retry_delays)),
                 connection=lambda: SmtpBatch(sender_name=spec.office.short_name))
         except SmtpFailure as failure:
             raise IssueStopped(_stop_message(failure)) from None
         finally:
-            forms.save()
+            recipe.forms.save()
     logger().info("notice batch: %d sent, %d bounced, %d deferred, %d resent after interruption, %d connection(s)",
                   len(report.sent), len(report.bounced), len(report.deferred),
                   len(report.resent_after_interruption), report.connections)
@@ -269,26 +162,27 @@ def _reply_to(office_email: str) -> str | None:
     return office_email if office_email.lower() != get_settings().smtp_user.lower() else None
 
 
-def _mark_notified(session, rows: list[OutboundMessage], *, recorded_late: bool = False) -> None:
-    """The units whose notice the server accepted are notified."""
-    recipients = outbox.recipients_of(session, rows)
+def _mark_notified(session, rows: list[outbox.OutboxRow], *, recorded_late: bool = False) -> None:
+    """The units whose notice the server accepted are notified (pending or bounced before); for
+    a unit staff changed meanwhile (exempted it, say) the Event alone, keeping their decision."""
+    details = {}
     for row in rows:
-        recipient = recipients[row.recipient_id]
-        detail = {"message_id": row.message_id, "to": row.to_addrs}
+        details[row.recipient_id] = {"message_id": row.message_id, "to": row.to_addrs}
         if recorded_late:
-            detail["note"] = "recorded after an interrupted run"
-        if RecipientStatus(recipient.status) in (RecipientStatus.pending, RecipientStatus.bounced):
-            transition(session, recipient, RecipientStatus.notified, kind="notice.sent", detail=detail)
-            recipient.notified_at = row.sent_at or now()
-        else:  # staff changed the unit meanwhile (exempted it, say): keep their decision
-            record_event(session, recipient.campaign_id, "notice.sent", recipient_id=recipient.id, detail=detail)
+            details[row.recipient_id]["note"] = "recorded after an interrupted run"
+    sent_at = {row.recipient_id: {"notified_at": row.sent_at or now()} for row in rows}
+    moved = transition_many(session, rows[0].campaign_id if rows else "", details, RecipientStatus.notified,
+                            kind="notice.sent", when={RecipientStatus.pending, RecipientStatus.bounced},
+                            values=sent_at)
+    record_events(session, rows[0].campaign_id if rows else "", "notice.sent",
+                  {rid: detail for rid, detail in details.items() if rid not in moved})
 
 
-def _mark_bounced(session, row: OutboundMessage, failure: SmtpFailure) -> None:
+def _mark_bounced(session, row: outbox.OutboxRow, failure: SmtpFailure) -> None:
     _bounce(session, row, failure.describe(), {"smtp_code": failure.code, "server_text": failure.server_text})
 
 
-def _bounce(session, row: OutboundMessage, words: str, detail: dict) -> None:
+def _bounce(session, row: outbox.OutboxRow, words: str, detail: dict) -> None:
     recipient = outbox.recipients_of(session, [row])[row.recipient_id]
     reason = f"通知邮件被对方邮件服务器拒收（{words}），请核对该单位邮箱后修改 units.csv，再执行 noticeflow issue 补发"
     detail = {"message_id": row.message_id, "to": row.to_addrs, **detail}
@@ -339,6 +233,8 @@ def issue_notice(campaign_dir: str, batch_size: int = DEFAULT_BATCH_SIZE,
     """下发通知：生成公文和各单位回执表，向每个单位发送一封通知邮件（可重复执行，不会重复发送）。"""
     delays = list(DEFAULT_RETRY_DELAYS if retry_delays is None else retry_delays)
     definition = run_task(prepare_campaign, campaign_dir)
+    if len(definition.units) >= outbox.PROCESS_COMPOSING_FROM:
+        composing.prestart()  # its start-up overlaps with rendering the notice
     notice_path = run_task(render_notice_once, definition)
     run_task(reconcile_notice_status, definition)
     batches = run_task(plan_notice_batches, definition, batch_size)

@@ -20,18 +20,18 @@ from datetime import datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.campaign import (DEFAULT_BATCH_SIZE, DEFAULT_RETRY_DELAYS, NOTICE_KIND, NOTICE_STEP, _reply_to,
-                            chinese_date, chinese_deadline)
+from documents.chinese_text import chinese_date
+from flows.campaign import DEFAULT_BATCH_SIZE, DEFAULT_RETRY_DELAYS, NOTICE_KIND, NOTICE_STEP, _reply_to
 from flows.runner import logger, publish_markdown, publish_table, run_task
 from forms.campaign import CampaignSpec
 from forms.ladder import deadline_of
 from forms.workdays import working_days_between
 from mail import outbox, reminders
+from mail.notice_mail import chinese_deadline
 from mail.outbound import OutgoingEmail, SmtpBatch, SmtpFailure, sender_domain
 from mail.templating import RenderedEmail, render_email
 from models.clock import CHINA_TZ, now
 from models.db import session_scope
-from models.tables import OutboundMessage
 
 
 class ChaseStopped(RuntimeError):
@@ -120,7 +120,7 @@ def chase_batch(campaign_id: str, recipient_ids: list[int], at: datetime, retry_
         notice_ids = {due.unit.code: outbox.make_message_id(NOTICE_KIND, campaign.token_prefix, due.unit.code,
                                                            NOTICE_STEP, domain) for due in plan.due}
 
-        def compose(row: OutboundMessage) -> OutgoingEmail | None:
+        def compose(row: outbox.OutboxRow) -> OutgoingEmail | None:
             with session_scope() as session:
                 if not reminders.still_awaiting(session, row):
                     return None
@@ -174,7 +174,7 @@ def send_digest(campaign_id: str, at: datetime, retry_delays: list[float]) -> st
         if row.state not in outbox.OPEN_STATES:
             return "already_sent"
 
-        def compose(row: OutboundMessage) -> OutgoingEmail:
+        def compose(row: outbox.OutboxRow) -> OutgoingEmail:
             return OutgoingEmail(to=tuple(row.to_addrs), subject=rendered.subject, text=rendered.text,
                                  html=rendered.html, message_id=row.message_id)
 

@@ -998,7 +998,7 @@ def open_answer_ids(session: Session, campaign_id: str) -> list[int]:
         OutboundMessage.state.in_(outbox.OPEN_STATES)).order_by(OutboundMessage.id)))
 
 
-def compose_answer(row: OutboundMessage) -> OutgoingEmail | None:
+def compose_answer(row: outbox.OutboxRow) -> OutgoingEmail | None:
     """The answer as rendered when its message was processed (kept in the message's detail)."""
     with session_scope() as session:
         inbound = session.get(InboundMessage, int(row.step)) if row.step.isdigit() else None
@@ -1012,7 +1012,7 @@ def compose_answer(row: OutboundMessage) -> OutgoingEmail | None:
                              text=answer["text"], html=None, message_id=row.message_id, headers=headers)
 
 
-def _answer_refused(session: Session, row: OutboundMessage, failure: SmtpFailure) -> None:
+def _answer_refused(session: Session, row: outbox.OutboxRow, failure: SmtpFailure) -> None:
     record_event(session, row.campaign_id, EVENT_ANSWER_REFUSED, recipient_id=row.recipient_id,
                  detail={"kind": row.kind, "to": row.to_addrs, "server": failure.describe()})
 

@@ -40,12 +40,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from queue import Empty, Full, Queue
+from datetime import datetime
 
-from sqlalchemy import and_, bindparam, text
+from sqlalchemy import and_, bindparam, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from mail.composing import ProcessComposer, Recipe, ThreadComposer
 from mail.outbound import OutgoingEmail, SmtpBatch, SmtpFailure
 from models.clock import now
 from models.db import get_engine, session_scope
@@ -99,15 +100,47 @@ class OutboxItem:
         return dedupe_key(self.campaign_id, self.unit_code, self.kind, self.step)
 
 
-def enqueue(session: Session, items: Sequence[OutboxItem]) -> dict[str, OutboundMessage]:
+@dataclass
+class OutboxRow:
+    """An outbox row as plain data: what delivery and its callbacks read. Batches handle thousands
+    of rows, and an ORM object per row costs a good part of what sending its message does."""
+
+    id: int
+    dedupe_key: str
+    campaign_id: str
+    recipient_id: int | None
+    kind: str
+    step: str
+    message_id: str
+    to_addrs: list
+    cc_addrs: list
+    subject: str
+    state: OutboundState
+    attempts: int
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+_OUTBOX = OutboundMessage.__table__
+_SELECT_ROWS = select(*(_OUTBOX.c[name] for name in OutboxRow.__dataclass_fields__))
+
+
+def _select_rows(session: Session, *criteria) -> list[OutboxRow]:
+    return [OutboxRow(*values) for values in session.execute(_SELECT_ROWS.where(*criteria))]
+
+
+def _rows_by_key(session: Session, keys: Sequence[str]) -> dict[str, OutboxRow]:
+    return {row.dedupe_key: row for row in _select_rows(session, _OUTBOX.c.dedupe_key.in_(list(keys)))}
+
+
+def enqueue(session: Session, items: Sequence[OutboxItem]) -> dict[str, OutboxRow]:
     """Insert the rows that do not exist yet (by dedupe_key) and return all of them by key.
 
     An existing row is left as it is, except a `failed` one whose addresses changed since (staff
     corrected the unit's mailbox): it goes back to `pending`, keeping its Message-ID."""
-    keys = [item.key for item in items]
-    existing = {row.dedupe_key: row for row in
-                session.exec(select(OutboundMessage).where(OutboundMessage.dedupe_key.in_(keys)))}
-    missing = {}
+    existing = _rows_by_key(session, [item.key for item in items])
+    missing: dict[str, OutboxItem] = {}
     for item in items:
         row = existing.get(item.key)
         if row is None:
@@ -116,41 +149,35 @@ def enqueue(session: Session, items: Sequence[OutboxItem]) -> dict[str, Outbound
             record_event(session, item.campaign_id, EVENT_READDRESSED, recipient_id=item.recipient_id,
                          detail={"dedupe_key": row.dedupe_key, "from": row.to_addrs, "to": list(item.to),
                                  "previous_error": row.last_error})
+            session.execute(_READDRESS, {"row_id": row.id, "to_addrs": list(item.to), "cc_addrs": list(item.cc)})
             row.to_addrs, row.cc_addrs = list(item.to), list(item.cc)
             row.state, row.last_error = OutboundState.pending, ""
-            session.add(row)
     if missing:
-        new_rows = [_new_row(item) for item in missing.values()]
+        values = [_new_row(item) for item in missing.values()]
         try:
             with session.begin_nested():  # all at once; one by one only if another process raced us
-                session.add_all(new_rows)
+                session.execute(insert(_OUTBOX), values)
         except IntegrityError:
-            new_rows = [_insert_if_absent(session, item) for item in missing.values()]
-        existing.update((row.dedupe_key, row) for row in new_rows)
-    session.flush()
+            for value in values:
+                try:
+                    with session.begin_nested():  # another process may insert the same key at this moment
+                        session.execute(insert(_OUTBOX), [value])
+                except IntegrityError:
+                    pass
+        existing.update(_rows_by_key(session, list(missing)))
     return existing
 
 
-def _new_row(item: OutboxItem) -> OutboundMessage:
-    return OutboundMessage(dedupe_key=item.key, campaign_id=item.campaign_id, recipient_id=item.recipient_id,
-                           kind=item.kind, step=item.step, message_id=item.message_id, to_addrs=list(item.to),
-                           cc_addrs=list(item.cc), subject=item.subject, created_at=now())
+def _new_row(item: OutboxItem) -> dict:
+    return {"dedupe_key": item.key, "campaign_id": item.campaign_id, "recipient_id": item.recipient_id,
+            "kind": item.kind, "step": item.step, "message_id": item.message_id, "to_addrs": list(item.to),
+            "cc_addrs": list(item.cc), "subject": item.subject, "state": OutboundState.pending, "attempts": 0,
+            "last_error": "", "created_at": now(), "sent_at": None}
 
 
-def _insert_if_absent(session: Session, item: OutboxItem) -> OutboundMessage:
-    row = _new_row(item)
-    try:
-        with session.begin_nested():  # another process may insert the same key at this moment
-            session.add(row)
-    except IntegrityError:
-        row = session.exec(select(OutboundMessage).where(OutboundMessage.dedupe_key == item.key)).one()
-    return row
-
-
-def rows_for(session: Session, campaign_id: str, kind: str, step: str) -> dict[int, OutboundMessage]:
+def rows_for(session: Session, campaign_id: str, kind: str, step: str) -> dict[int, OutboxRow]:
     """The rows of one kind and step in a campaign, by recipient id."""
-    rows = session.exec(select(OutboundMessage).where(OutboundMessage.campaign_id == campaign_id,
-                                                      OutboundMessage.kind == kind, OutboundMessage.step == step))
+    rows = _select_rows(session, _OUTBOX.c.campaign_id == campaign_id, _OUTBOX.c.kind == kind, _OUTBOX.c.step == step)
     return {row.recipient_id: row for row in rows}
 
 
@@ -181,7 +208,7 @@ def campaign_messages(session: Session, campaign_id: str, kind: str, step: str) 
     return [RecipientMessage(*row) for row in session.exec(query)]
 
 
-def recipients_of(session: Session, rows: Iterable[OutboundMessage]) -> dict[int, Recipient]:
+def recipients_of(session: Session, rows: Iterable[OutboxRow]) -> dict[int, Recipient]:
     """The recipients the rows are addressed to, by id (one query)."""
     ids = {row.recipient_id for row in rows if row.recipient_id is not None}
     if not ids:
@@ -192,7 +219,6 @@ def recipients_of(session: Session, rows: Iterable[OutboundMessage]) -> dict[int
 # -- state changes: each one a conditional UPDATE, so two processes can never both win ----------
 
 # Core statements, built once: per message they cost a fraction of what ORM statements do.
-_OUTBOX = OutboundMessage.__table__
 _ID, _ERROR = bindparam("row_id"), bindparam("error")
 _CLAIM = (_OUTBOX.update().where(_OUTBOX.c.id == _ID, _OUTBOX.c.state == OutboundState.pending)
           .values(state=OutboundState.sending, attempts=_OUTBOX.c.attempts + 1))
@@ -202,18 +228,59 @@ _FAILED = _OUTBOX.update().where(_OUTBOX.c.id == _ID).values(state=OutboundState
 _RELEASE = (_OUTBOX.update().where(_OUTBOX.c.id == _ID, _OUTBOX.c.state == OutboundState.sending)
             .values(state=OutboundState.pending, last_error=_ERROR))
 _NOTE = _OUTBOX.update().where(_OUTBOX.c.id == _ID, _OUTBOX.c.state == OutboundState.pending).values(last_error=_ERROR)
+_READDRESS = _OUTBOX.update().where(_OUTBOX.c.id == _ID).values(
+    to_addrs=bindparam("to_addrs"), cc_addrs=bindparam("cc_addrs"), state=OutboundState.pending, last_error="")
 _SKIP = (_OUTBOX.update().where(_OUTBOX.c.id == _ID, _OUTBOX.c.state.in_(OPEN_STATES))
          .values(state=OutboundState.skipped, last_error=_ERROR))
 
 
+class _DriverStatement:
+    """A Core statement compiled once per dialect and run on the DB-API cursor of the session's
+    connection, inside the session's transaction. For the two statements written for every
+    message (claim, sent) and lying between two SMTP transactions: SQLAlchemy's execution path
+    costs several times the statement itself (on SQLite ~100 µs against ~15 µs a statement)."""
+
+    def __init__(self, statement):
+        self._statement = statement
+        self._prepared: dict[str, tuple] = {}
+
+    def execute(self, session: Session, values: dict) -> int:
+        connection = session.connection()
+        sql, names, constants, processors = self._prepare(connection.dialect)
+        params = {**constants, **values}
+        for name, process in processors.items():
+            params[name] = process(params[name])
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params[n] for n in names) if names is not None else params)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def _prepare(self, dialect) -> tuple:
+        prepared = self._prepared.get(dialect.name)
+        if prepared is None:
+            compiled = self._statement.compile(dialect=dialect)
+            binds = {name: bind for bind, name in compiled.bind_names.items()}
+            constants = {name: bind.value for name, bind in binds.items() if not bind.required}
+            processors = {name: process for name, bind in binds.items()
+                          if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+            prepared = (compiled.string, compiled.positiontup, constants, processors)
+            self._prepared[dialect.name] = prepared
+        return prepared
+
+
+_CLAIM_FAST, _SENT_FAST = _DriverStatement(_CLAIM), _DriverStatement(_SENT)
+
+
 def claim(session: Session, row_id: int) -> bool:
     """pending → sending. False if the row is not pending (sent meanwhile, or someone else has it)."""
-    return session.execute(_CLAIM, {"row_id": row_id}).rowcount == 1
+    return _CLAIM_FAST.execute(session, {"row_id": row_id}) == 1
 
 
 def mark_sent(session: Session, row_id: int, *, refused: dict | None = None) -> None:
     note = "; ".join(f"{addr}: {code} {words}" for addr, (code, words) in (refused or {}).items())
-    session.execute(_SENT, {"row_id": row_id, "sent_at": now(), "error": note})
+    _SENT_FAST.execute(session, {"row_id": row_id, "sent_at": now(), "error": note})
 
 
 def mark_failed(session: Session, row_id: int, error: str) -> None:
@@ -336,7 +403,10 @@ def _advisory_key(campaign_id: str) -> int:
 
 # -- delivery ------------------------------------------------------------------------------------
 
-PREFETCH_DEPTH = 16  # messages composed ahead of the one on the wire
+PREFETCH_DEPTH = 16  # messages composed ahead of the one on the wire (in a helper thread)
+# From this many messages on, a Recipe is composed in the worker process (mail.composing): below
+# it, the thread's GIL contention costs less than handing the work to another process.
+PROCESS_COMPOSING_FROM = 100
 
 
 @dataclass(frozen=True)
@@ -356,13 +426,13 @@ class DeliveryReport:
     connections: int = 0
 
 
-Compose = Callable[[OutboundMessage], OutgoingEmail | None]
-OnSent = Callable[[Session, OutboundMessage], None]
-OnSentGroup = Callable[[Session, list[OutboundMessage]], None]
-OnRefused = Callable[[Session, OutboundMessage, SmtpFailure], None]
+Compose = Callable[[OutboxRow], OutgoingEmail | None]
+OnSent = Callable[[Session, OutboxRow], None]
+OnSentGroup = Callable[[Session, list[OutboxRow]], None]
+OnRefused = Callable[[Session, OutboxRow, SmtpFailure], None]
 
 
-def deliver(campaign_id: str, row_ids: Sequence[int], compose: Compose, *,
+def deliver(campaign_id: str, row_ids: Sequence[int], compose: Compose | Recipe, *,
             on_sent: OnSent | None = None, on_sent_group: OnSentGroup | None = None,
             on_refused: OnRefused | None = None, retry: RetryPolicy = RetryPolicy(),
             connection: Callable[[], SmtpBatch] = SmtpBatch, sleep: Callable[[float], None] = time.sleep,
@@ -372,6 +442,8 @@ def deliver(campaign_id: str, row_ids: Sequence[int], compose: Compose, *,
     `compose(row)` returns the message for a row (None: no longer due, the row is skipped). With
     `prefetch` > 0 it runs in a helper thread up to that many messages ahead of the sending (it may
     read the database through its own session); 0 composes each message just before it is sent.
+    `compose` may instead be a Recipe (mail.composing): for PROCESS_COMPOSING_FROM messages or
+    more it is composed in a worker process, ahead of the sending, else like a function.
 
     What a delivery means for the caller (the unit's status, an Event) is done by a callback in
     the batch's session: `on_sent(session, row)` and `on_refused(session, row, failure)` in the
@@ -384,9 +456,8 @@ def deliver(campaign_id: str, row_ids: Sequence[int], compose: Compose, *,
     with sending_lock(campaign_id):
         with session_scope() as session:
             report.resent_after_interruption = recover_interrupted(session, row_ids)
-            rows = {row.id: row for row in session.exec(
-                select(OutboundMessage).where(OutboundMessage.id.in_(list(row_ids)),
-                                              OutboundMessage.state == OutboundState.pending))}
+            rows = {row.id: row for row in _select_rows(session, _OUTBOX.c.id.in_(list(row_ids)),
+                                                        _OUTBOX.c.state == OutboundState.pending)}
         queue = [row_id for row_id in row_ids if row_id in rows]
         smtp = connection()
         try:
@@ -429,7 +500,7 @@ class _Ledger:
 
     def __init__(self, on_sent: OnSent | None, on_sent_group: OnSentGroup | None, on_refused: OnRefused | None):
         self.on_sent, self.on_sent_group, self.on_refused = on_sent, on_sent_group, on_refused
-        self._delivered: list[OutboundMessage] = []
+        self._delivered: list[OutboxRow] = []
         self._connection = get_engine().connect()
         self._restore_synchronous = None
         if self._connection.dialect.name == "sqlite":
@@ -473,13 +544,13 @@ class _Ledger:
         self.session.commit()
         return claimed
 
-    def sent(self, row: OutboundMessage, refused: dict) -> None:
+    def sent(self, row: OutboxRow, refused: dict) -> None:
         mark_sent(self.session, row.id, refused=refused)
         if self.on_sent:
             self.on_sent(self.session, row)
         self._delivered.append(row)
 
-    def refused(self, row: OutboundMessage, failure: SmtpFailure) -> None:
+    def refused(self, row: OutboxRow, failure: SmtpFailure) -> None:
         mark_failed(self.session, row.id, failure.describe())
         if self.on_refused:
             self.on_refused(self.session, row, failure)
@@ -496,7 +567,7 @@ class _Ledger:
 def _deliver_round(queue, rows, compose, smtp, ledger: _Ledger, report: DeliveryReport, prefetch: int) -> list[int]:
     """One pass over the queue; returns the rows to try again."""
     again: list[int] = []
-    with _Composer(queue, rows, compose, smtp, prefetch) as composed:
+    with _composer(queue, rows, compose, smtp, prefetch) as composed:
         for position, (row_id, envelope, raw) in enumerate(composed.results(before_wait=ledger.commit)):
             if raw is None:
                 ledger.skipped(row_id, "发送前已不需要发送")
@@ -522,6 +593,14 @@ def _deliver_round(queue, rows, compose, smtp, ledger: _Ledger, report: Delivery
     return again
 
 
+def _composer(queue, rows, compose: Compose | Recipe, smtp, prefetch: int):
+    if not isinstance(compose, Recipe):
+        return ThreadComposer(queue, rows, compose, smtp, prefetch)
+    if prefetch > 0 and len(queue) >= PROCESS_COMPOSING_FROM:
+        return ProcessComposer(queue, rows, compose, smtp, prefetch)
+    return ThreadComposer(queue, rows, compose.compose_here, smtp, prefetch)
+
+
 def _send_claimed(smtp, row, envelope, raw, ledger: _Ledger, report: DeliveryReport) -> str:
     """The SMTP transaction of one claimed row, and its result written right after."""
     try:
@@ -544,78 +623,6 @@ def _send_claimed(smtp, row, envelope, raw, ledger: _Ledger, report: DeliveryRep
     ledger.sent(row, refused)
     report.sent.append(row.id)
     return "sent"
-
-
-class _Composer:
-    """Composes the round's messages, in queue order: with `depth` > 0 in a helper thread, that
-    many ahead of the sending (building a form and a MIME message overlaps with waiting for the
-    server), else in the sending thread itself. Yields (row id, envelope, raw); raw None: nothing
-    to send."""
-
-    _DONE = object()
-
-    def __init__(self, queue, rows, compose, smtp, depth: int):
-        self._work = (list(queue), rows, compose, smtp)
-        self._items: Queue | None = Queue(maxsize=depth) if depth > 0 else None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-composer", daemon=True) if depth > 0 else None
-
-    def __enter__(self) -> "_Composer":
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        while self._thread.is_alive():  # unblock a producer waiting for room
-            try:
-                self._items.get(timeout=0.05)
-            except Empty:
-                pass
-        self._thread.join()
-
-    def _compose_all(self):
-        queue, rows, compose, smtp = self._work
-        for row_id in queue:
-            message = compose(rows[row_id])
-            yield (row_id, None, None) if message is None else (row_id, *smtp.compose(message))
-
-    def _run(self) -> None:
-        try:
-            for item in self._compose_all():
-                if not self._put(item):
-                    return
-        except BaseException as error:  # handed to the sending thread, raised there
-            self._put(error)
-            return
-        self._put(self._DONE)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._items.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def results(self, before_wait: Callable[[], None]):
-        if self._thread is None:
-            yield from self._compose_all()
-            return
-        while True:
-            try:
-                item = self._items.get_nowait()
-            except Empty:
-                before_wait()  # do not hold the database's write lock while we wait
-                item = self._items.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
 
 
 _accepted_in_process = 0

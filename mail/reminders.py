@@ -233,7 +233,7 @@ def record_skipped(session: Session, campaign: Campaign, skipped: list[SkippedRe
     return moved
 
 
-def still_awaiting(session: Session, row: OutboundMessage) -> bool:
+def still_awaiting(session: Session, row: outbox.OutboxRow) -> bool:
     """Checked right before sending: a unit that replied or was exempted meanwhile gets nothing."""
     recipient = session.get(Recipient, row.recipient_id)
     return recipient is not None and RecipientStatus(recipient.status) in AWAITING_REPLY
@@ -243,7 +243,7 @@ def on_reminder_sent(spec: CampaignSpec):
     """The outbox's on_sent callback: an Event, and `overdue → escalated` for an escalating step."""
     escalating = {step.key for step in spec.ladder if step.escalates}
 
-    def record(session: Session, row: OutboundMessage) -> None:
+    def record(session: Session, row: outbox.OutboxRow) -> None:
         recipient = session.get(Recipient, row.recipient_id)
         detail = {"step": row.step, "message_id": row.message_id, "to": row.to_addrs, "cc": row.cc_addrs}
         record_event(session, row.campaign_id, EVENT_SENT, recipient_id=row.recipient_id, detail=detail)
@@ -253,7 +253,7 @@ def on_reminder_sent(spec: CampaignSpec):
     return record
 
 
-def on_reminder_refused(session: Session, row: OutboundMessage, failure: SmtpFailure) -> None:
+def on_reminder_refused(session: Session, row: outbox.OutboxRow, failure: SmtpFailure) -> None:
     """The outbox's on_refused callback: the unit's server refused the reminder for good."""
     recipient = session.get(Recipient, row.recipient_id)
     detail = {"step": row.step, "message_id": row.message_id, "to": row.to_addrs,

@@ -27,9 +27,13 @@ def _environment() -> Environment:
                        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
 
 
+def render_subject(name: str, **context) -> str:
+    return " ".join(_environment().get_template(f"{name}.subject.j2").render(**context).split())
+
+
 def render_email(name: str, **context) -> RenderedEmail:
     env = _environment()
-    subject = " ".join(env.get_template(f"{name}.subject.j2").render(**context).split())
+    subject = render_subject(name, **context)
     text = env.get_template(f"{name}.txt.j2").render(**context)
     html_path = EMAIL_TEMPLATES_DIR / f"{name}.html.j2"
     html = env.get_template(f"{name}.html.j2").render(**context) if html_path.exists() else None

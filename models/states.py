@@ -80,3 +80,56 @@ def record_event(session, campaign_id: str, kind: str, *, recipient_id: int | No
                   detail=detail or {}, at=now())
     session.add(event)
     return event
+
+
+def transition_many(session, campaign_id: str, moves: dict[int, dict], target: RecipientStatus, *,
+                    kind: str, when: frozenset[RecipientStatus] | set[RecipientStatus], actor: str = "system",
+                    reason: str = "", values: dict[int, dict] | None = None) -> set[int]:
+    """`transition` for many recipients in a few statements (a batch of notices is thousands).
+
+    `moves`: recipient id → the Event's detail. Each recipient whose status is in `when` moves to
+    `target` (`values`: further columns for it, by id); returns the ids moved, the caller decides
+    what the others get. Rows are read with FOR UPDATE (PostgreSQL) and updated only if their
+    status is still the one read."""
+    from sqlalchemy import and_, bindparam, insert, select
+
+    from models.clock import now
+    from models.tables import Event, Recipient
+
+    table = Recipient.__table__
+    if not moves:
+        return set()
+    current = dict(session.execute(select(table.c.id, table.c.status)
+                                   .where(table.c.id.in_(list(moves))).with_for_update()).all())
+    moving = {rid: RecipientStatus(status) for rid, status in current.items() if RecipientStatus(status) in when}
+    if not moving:
+        return set()
+    for status in set(moving.values()):
+        check_transition(status, target)
+    at, target = now(), RecipientStatus(target)
+    extra = values or {}
+    columns = sorted({name for rid in moving for name in extra.get(rid, {})})
+    update = (table.update().where(and_(table.c.id == bindparam("rid"), table.c.status == bindparam("was")))
+              .values(status=target, status_reason=reason, updated_at=at,
+                      **{name: bindparam(f"new_{name}") for name in columns}))
+    session.execute(update, [{"rid": rid, "was": was, **{f"new_{name}": extra[rid][name] for name in columns}}
+                             for rid, was in moving.items()])
+    session.execute(insert(Event.__table__), [
+        {"campaign_id": campaign_id, "recipient_id": rid, "kind": kind, "from_status": was.value,
+         "to_status": target.value, "actor": actor, "detail": {"reason": reason, **moves[rid]}, "at": at}
+        for rid, was in moving.items()])
+    return set(moving)
+
+
+def record_events(session, campaign_id: str, kind: str, details: dict[int, dict], *, actor: str = "system") -> None:
+    """`record_event` for many recipients at once: recipient id → detail."""
+    from sqlalchemy import insert
+
+    from models.clock import now
+    from models.tables import Event
+
+    if details:
+        at = now()
+        session.execute(insert(Event.__table__), [
+            {"campaign_id": campaign_id, "recipient_id": rid, "kind": kind, "from_status": "", "to_status": "",
+             "actor": actor, "detail": detail, "at": at} for rid, detail in details.items()])

@@ -28,11 +28,12 @@ from imap_tools import MailBoxUnencrypted
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from flows.campaign import NOTICE_KIND, NOTICE_STEP, ReplyForms, issue_notice
+from flows.campaign import NOTICE_KIND, NOTICE_STEP, issue_notice
 from flows.cli import app
 from flows.runner import run_flow
 from forms.campaign import load_campaign
-from mail.outbox import EVENT_RESEND, FAULT_EXIT_ENV
+from mail.notice_mail import ReplyForms
+from mail.outbox import EVENT_RESEND, FAULT_EXIT_ENV, PROCESS_COMPOSING_FROM
 from models import tokens
 from models.db import reset_engines, session_scope
 from models.settings import DEFAULT_OFFICE_LOGIN, PROJECT_ROOT, reload_settings
@@ -303,8 +304,10 @@ def test_crash_between_acceptance_and_record_resends_that_one_with_the_same_mess
 
 
 def test_sigkill_mid_batch_then_rerun_sends_each_unit_once(sink_env, campaign_dir, tmp_path):
-    addresses = write_units(campaign_dir, 60)
-    sink = sink_env(SinkHandler(data_delay=0.03))  # ~2 s of sending: time to kill in the middle
+    # Enough units for the messages to be composed in the worker process (mail.composing).
+    count = PROCESS_COMPOSING_FROM + 20
+    addresses = write_units(campaign_dir, count)
+    sink = sink_env(SinkHandler(data_delay=0.03))  # ~4 s of sending: time to kill in the middle
     process = subprocess.Popen(issue_command(campaign_dir), cwd=tmp_path, env=cli_env(tmp_path, sink),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -314,7 +317,7 @@ def test_sigkill_mid_batch_then_rerun_sends_each_unit_once(sink_env, campaign_di
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     before_rerun = sum(sink.handler.count_by_recipient().values())
-    assert 20 <= before_rerun < 60
+    assert 20 <= before_rerun < count
 
     finished = subprocess.run(issue_command(campaign_dir), cwd=tmp_path, capture_output=True, text=True,
                               env=cli_env(tmp_path, sink), timeout=120)
@@ -330,4 +333,4 @@ def test_sigkill_mid_batch_then_rerun_sends_each_unit_once(sink_env, campaign_di
     with session_scope() as session:
         rows = session.exec(select(OutboundMessage).where(OutboundMessage.kind == NOTICE_KIND,
                                                           OutboundMessage.step == NOTICE_STEP)).all()
-    assert len(rows) == 60 and {r.state for r in rows} == {OutboundState.sent}
+    assert len(rows) == count and {r.state for r in rows} == {OutboundState.sent}

@@ -12,7 +12,8 @@ from forms.store import upsert_campaign
 from models import tokens
 from models.db import session_scope
 from models.settings import PROJECT_ROOT, reload_settings
-from models.states import TRANSITIONS, IllegalTransition, RecipientStatus, check_transition, transition
+from models.states import (TRANSITIONS, IllegalTransition, RecipientStatus, check_transition, record_events, transition,
+                           transition_many)
 from models.tables import Event, Recipient
 
 S = RecipientStatus
@@ -58,6 +59,36 @@ def test_transition_writes_an_event_and_refuses_illegal_moves(nf_env):
         assert [(e.kind, e.from_status, e.to_status, e.detail["reason"]) for e in events] == [
             ("notice_sent", "pending", "notified", "250 OK")]
         assert session.exec(select(Recipient)).first().status == S.notified
+
+
+def test_transition_many_moves_only_the_states_asked_for_with_an_event_each(nf_env):
+    import datetime as dt
+
+    with session_scope() as session:
+        upsert_campaign(session, load_campaign(EXAMPLE))
+    with session_scope() as session:
+        first, second, third, fourth = session.exec(select(Recipient).order_by(Recipient.id).limit(4)).all()
+        transition(session, second, S.bounced, kind="setup")
+        transition(session, third, S.exempt, kind="setup")
+        ids = [first.id, second.id, third.id]
+        campaign_id = first.campaign_id
+    at = dt.datetime(2023, 3, 15, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with session_scope() as session:
+        moved = transition_many(session, campaign_id, {rid: {"message_id": f"<m{rid}>"} for rid in ids}, S.notified,
+                                kind="notice.sent", when={S.pending, S.bounced},
+                                values={rid: {"notified_at": at} for rid in ids})
+        record_events(session, campaign_id, "notice.sent", {third.id: {"message_id": f"<m{third.id}>"}})
+    assert moved == {first.id, second.id}
+    with session_scope() as session:
+        status = {r.id: (r.status, r.notified_at) for r in session.exec(select(Recipient))}
+        events = session.exec(select(Event).where(Event.kind == "notice.sent").order_by(Event.id)).all()
+    assert status[first.id] == status[second.id] == (S.notified, at)
+    assert status[third.id] == (S.exempt, None) and status[fourth.id] == (S.pending, None)
+    assert [(e.recipient_id, e.from_status, e.to_status, e.detail["message_id"]) for e in events] == [
+        (first.id, "pending", "notified", f"<m{first.id}>"), (second.id, "bounced", "notified", f"<m{second.id}>"),
+        (third.id, "", "", f"<m{third.id}>")]
+    with session_scope() as session, pytest.raises(IllegalTransition):
+        transition_many(session, campaign_id, {third.id: {}}, S.late, kind="oops", when={S.exempt})
 
 
 def test_token_signs_verifies_and_detects_tampering(nf_env):
