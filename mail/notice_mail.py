@@ -10,7 +10,6 @@ import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -143,22 +142,19 @@ def _form_version(definition: CampaignDefinition) -> str:
 
 @dataclass(frozen=True)
 class NoticeContext:
-    """What every notice of a batch shares (sent once to the composing process)."""
+    """What every notice of a batch shares (sent to the composing process with each batch: the
+    campaign without its unit list, which can be thousands long)."""
 
     definition: CampaignDefinition
     notice: Attachment
     reply_to: str | None
-
-    @cached_property
-    def units(self) -> dict[str, UnitRow]:
-        return {unit.code: unit for unit in self.definition.units}
 
 
 @dataclass(frozen=True)
 class NoticeJob:
     """What one notice needs besides the context."""
 
-    code: str
+    unit: UnitRow
     token: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
@@ -168,9 +164,8 @@ class NoticeJob:
 
 def compose_notice(context: NoticeContext, job: NoticeJob) -> OutgoingEmail:
     definition = context.definition
-    unit = context.units[job.code]
-    rendered = render_notice_email(definition, unit, job.token)
-    form = form_attachment(definition, unit, job.token, build=job.build_form)
+    rendered = render_notice_email(definition, job.unit, job.token)
+    form = form_attachment(definition, job.unit, job.token, build=job.build_form)
     return OutgoingEmail(to=job.to, cc=job.cc, subject=rendered.subject, text=rendered.text, html=rendered.html,
                          message_id=job.message_id, attachments=(context.notice, form), reply_to=context.reply_to)
 
@@ -180,17 +175,18 @@ def notice_recipe(definition: CampaignDefinition, notice_path: Path, reply_to: s
     """The recipe for a batch of notices. `tokens`: recipient id → (unit code, token). Forms are
     recorded in the manifest as they are composed; the caller saves it (`recipe.forms.save()`)."""
     forms = ReplyForms(definition)
-    context = NoticeContext(definition, Attachment(Path(notice_path), notice_attachment_name(definition), shared=True),
-                            reply_to)
+    units = {unit.code: unit for unit in definition.units}
+    context = NoticeContext(definition.model_copy(update={"units": []}),
+                            Attachment(Path(notice_path), notice_attachment_name(definition), shared=True), reply_to)
 
     def job(row) -> NoticeJob:
         code, token = tokens[row.recipient_id]
-        return NoticeJob(code=code, token=token, to=tuple(row.to_addrs), cc=tuple(row.cc_addrs),
+        return NoticeJob(unit=units[code], token=token, to=tuple(row.to_addrs), cc=tuple(row.cc_addrs),
                          message_id=row.message_id, build_form=forms.needs_building(code, token))
 
     def composed(job: NoticeJob) -> None:
         if job.build_form:
-            forms.built(job.code, job.token)
+            forms.built(job.unit.code, job.token)
 
     return NoticeRecipe(build=compose_notice, context=context, job=job, composed=composed, forms=forms)
 
