@@ -127,7 +127,7 @@ def prebuilt_messages(campaign_dir: Path) -> list[tuple[list[str], bytes]]:
     spec = definition.spec
     units = {u.code: u for u in definition.units}
     with session_scope() as session:
-        due = [issue.DueUnit(r.id, u.code, r.token) for r, u in campaign_recipients(session, definition.id)]
+        due = [issue.DueUnit(r.id, u.code, r.token, u.email) for r, u in campaign_recipients(session, definition.id)]
     forms = notice_mail.ReplyForms(definition)
     notice = Attachment(issue.campaign_output_dir(definition.id) / "notice.docx", notice_mail.notice_attachment_name(definition), shared=True)
     composer = SmtpBatch(sender_name=spec.office.short_name)

@@ -50,6 +50,7 @@ class DueUnit:
     recipient_id: int
     code: str
     token: str
+    email: str  # as in the database: units.csv, or what staff corrected it to
 
 
 def campaign_output_dir(campaign_id: str) -> Path:
@@ -115,11 +116,11 @@ def plan_notice_batches(definition: CampaignDefinition, batch_size: int) -> list
         if m.state is None:
             wanted = m.status == RecipientStatus.pending
         elif m.state == OutboundState.failed:
-            wanted = m.to_addrs != [listed[m.unit_code].email]  # staff corrected the address
+            wanted = m.to_addrs != [m.unit_email]  # the address was corrected since
         else:
             wanted = m.state in outbox.OPEN_STATES
         if wanted:
-            due.append(DueUnit(m.recipient_id, m.unit_code, m.token))
+            due.append(DueUnit(m.recipient_id, m.unit_code, m.token, m.unit_email))
     return [due[i:i + batch_size] for i in range(0, len(due), batch_size)]
 
 
@@ -133,7 +134,7 @@ def send_notice_batch(definition: CampaignDefinition, notice_path: str, due: lis
     with outbox.sending_lock(definition.id):
         items = [outbox.OutboxItem(
             campaign_id=definition.id, recipient_id=item.recipient_id, unit_code=item.code, kind=NOTICE_KIND,
-            step=NOTICE_STEP, to=(units[item.code].email,), subject=notice_subject(definition, units[item.code], item.token),
+            step=NOTICE_STEP, to=(item.email,), subject=notice_subject(definition, units[item.code], item.token),
             message_id=outbox.make_message_id(NOTICE_KIND, spec.token_prefix, item.code, NOTICE_STEP, domain))
             for item in due]
         with session_scope() as session:

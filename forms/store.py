@@ -7,12 +7,15 @@ from sqlmodel import Session, select
 from forms.campaign import CampaignDefinition
 from models import tokens
 from models.clock import now
-from models.tables import Campaign, Recipient, Unit
+from models.actions import EVENT_EMAIL_CORRECTED
+from models.tables import Campaign, Event, Recipient, Unit
 
 
 def upsert_campaign(session: Session, definition: CampaignDefinition) -> Campaign:
     """Create or update the campaign, its units and recipients. Statuses and history are never
-    reset by a reload: loading twice is harmless."""
+    reset by a reload: loading twice is harmless. A mailbox staff corrected on the staff page is
+    kept while units.csv still lists the address it replaced; a different address in units.csv
+    (the list was edited since) wins."""
     spec = definition.spec
     campaign = session.get(Campaign, spec.id) or Campaign(id=spec.id)
     campaign.title = spec.notice.title
@@ -27,8 +30,13 @@ def upsert_campaign(session: Session, definition: CampaignDefinition) -> Campaig
 
     rows = {row.code: _unit_values(row) for row in definition.units}
     existing = session.exec(select(Unit).where(Unit.code.in_(list(rows)))).all()
+    corrected = _staff_corrections(session, [unit.id for unit in existing])
     for unit in existing:            # a reload: the ORM writes only what changed
-        for key, value in rows[unit.code].items():
+        values = rows[unit.code]
+        replaced, correction = corrected.get(unit.id, ("", ""))
+        if values["email"].lower() == replaced and unit.email.lower() == correction:
+            values = {**values, "email": unit.email}
+        for key, value in values.items():
             setattr(unit, key, value)
     session.flush()                  # the campaign row first: new recipients refer to it
     # New rows go in as plain values, one executemany per table: ORM objects would cost more than
@@ -44,6 +52,17 @@ def upsert_campaign(session: Session, definition: CampaignDefinition) -> Campaig
          "updated_at": at}
         for code in rows if unit_ids[code] not in enrolled])
     return campaign
+
+
+def _staff_corrections(session: Session, unit_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Unit id → (address replaced, address now) of the latest mailbox correction by staff."""
+    if not unit_ids:
+        return {}
+    events = session.exec(select(Recipient.unit_id, Event.detail).join(Recipient, Recipient.id == Event.recipient_id)
+                          .where(Event.kind == EVENT_EMAIL_CORRECTED, Recipient.unit_id.in_(unit_ids))
+                          .order_by(Event.at, Event.id)).all()
+    return {unit_id: (str(detail.get("from", "")).lower(), str(detail.get("to", "")).lower())
+            for unit_id, detail in events}
 
 
 def _unit_values(row) -> dict:

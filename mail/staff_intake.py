@@ -29,14 +29,13 @@ from mail.matching import MatchResult
 from mail.mime import ParsedAttachment, parse_message
 from mail.rawstore import read_raw
 from models import tokens
-from models.actions import ActionError, find_recipient
+from models.actions import EVENT_EMAIL_CORRECTED, ActionError, find_recipient
 from models.clock import now
 from models.states import record_event
 from models.tables import Attachment, InboundMessage, Recipient, Submission, Unit
 
 EVENT_ASSIGN = "staff.assign_message"
 EVENT_OFFLINE_REPLY = "staff.offline_reply"
-EVENT_EMAIL_CORRECTED = "staff.email_corrected"
 STAFF_MATCH_KEY = "staff"
 CHANNELS = {"paper": "纸质", "phone": "电话"}
 # Messages whose processing is finished; a `stored` one is still the collector's, a `failed` one

@@ -8,6 +8,9 @@ from models.states import IllegalTransition, RecipientStatus, transition
 from models.tables import Campaign, Recipient, Unit
 
 EVENT_EXEMPT = "staff.exempt"
+# detail {"from": the address units.csv had, "to": the corrected one}: a reload keeps "to" while
+# units.csv still says "from" (forms.store).
+EVENT_EMAIL_CORRECTED = "staff.email_corrected"
 
 
 class ActionError(ValueError):

@@ -33,6 +33,7 @@ from flows.cli import app
 from flows.runner import run_flow
 from forms.campaign import load_campaign
 from mail.notice_mail import ReplyForms
+from mail.staff_intake import correct_unit_email
 from mail.outbox import EVENT_RESEND, FAULT_EXIT_ENV, PROCESS_COMPOSING_FROM
 from models import tokens
 from models.db import reset_engines, session_scope
@@ -196,6 +197,27 @@ def test_451_is_retried_550_bounces_and_the_batch_goes_on(sink_env, campaign_dir
     assert sink.handler.count_by_recipient()["t007.new@units.example.test"] == 1
     assert sum(sink.handler.count_by_recipient().values()) == 12
     assert {u["status"] for u in status_json()["units"]} == {"notified"}
+
+
+def test_a_reload_keeps_the_address_staff_corrected_until_units_csv_changes(sink_env, campaign_dir):
+    addresses = write_units(campaign_dir, 3)
+    unknown, corrected = addresses[1], "t002.office@units.example.test"
+    sink = sink_env(SinkHandler(refuse_always={unknown: "550 5.1.1 User unknown"}))
+    run_flow(issue_notice, str(campaign_dir), retry_delays=FAST_RETRIES)
+    with session_scope() as session:
+        correct_unit_email(session, CAMPAIGN_ID, "T002", corrected, actor="staff")
+
+    # units.csv still lists the refused address: the next run keeps the correction and sends there.
+    summary = run_flow(issue_notice, str(campaign_dir), retry_delays=FAST_RETRIES)
+    assert "本次发出 1 封" in summary and "退信 0" in summary
+    assert sink.handler.count_by_recipient() == Counter({addresses[0]: 1, addresses[2]: 1, corrected: 1})
+    assert {u["code"]: u["email"] for u in status_json()["units"]}["T002"] == corrected
+
+    # Once units.csv itself is changed, the list wins again (and a delivered notice is not resent).
+    units_csv = campaign_dir / "units.csv"
+    units_csv.write_text(units_csv.read_text("utf-8").replace(unknown, "t002.third@units.example.test"), "utf-8")
+    assert "本次发出 0 封" in run_flow(issue_notice, str(campaign_dir), retry_delays=FAST_RETRIES)
+    assert {u["code"]: u["email"] for u in status_json()["units"]}["T002"] == "t002.third@units.example.test"
 
 
 def test_a_dropped_connection_is_resumed_without_duplicates(sink_env, campaign_dir):

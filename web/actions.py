@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlmodel import Session
 
-from forms.campaign import CampaignDefinition, load_campaign
+from forms.campaign import load_campaign
 from mail import outbox
 from mail.staff_intake import correct_unit_email
 from models.actions import ActionError, find_recipient
@@ -116,10 +116,8 @@ def resend_notice(campaign_id: str, unit_code: str, actor: str) -> None:
             from flows.runner import run_task
 
             with session_scope() as session:
-                campaign = session.get(Campaign, campaign_id)
-                recipient = find_recipient(session, campaign_id, unit_code)
-                email = session.get(Unit, recipient.unit_id).email
-            definition = with_unit_email(load_campaign(campaign.source_dir), unit_code, email)
+                source_dir = session.get(Campaign, campaign_id).source_dir
+            definition = load_campaign(source_dir)  # the issue tasks send to the mailbox in the database
             notice_path = run_task(render_notice_once, definition)
             due = [item for batch in run_task(plan_notice_batches, definition, DEFAULT_BATCH_SIZE)
                    for item in batch if item.code == unit_code]
@@ -132,14 +130,6 @@ def resend_notice(campaign_id: str, unit_code: str, actor: str) -> None:
             _record_failure(campaign_id, recipient_id, EVENT_RESEND_FAILED, actor, error)
 
     _coalesced(("notice", campaign_id, unit_code), job)
-
-
-def with_unit_email(definition: CampaignDefinition, unit_code: str, email: str) -> CampaignDefinition:
-    """The campaign as loaded, but with the unit's mailbox staff corrected (units.csv may still
-    hold the old one)."""
-    units = [unit.model_copy(update={"email": email}) if unit.code == unit_code else unit
-             for unit in definition.units]
-    return definition.model_copy(update={"units": units})
 
 
 # -- the 回执 of an assigned message ---------------------------------------------------------------------
