@@ -224,8 +224,11 @@ def test_the_board_counts_like_the_summary_and_filters_and_sorts(staff):
     assert set(overdue.xpath("//table[@id='units']//span/@data-status")) == {"overdue"}
     departments = board_codes(staff.page(f"/campaigns/{CID}?kind=department"))
     assert departments and all(code.startswith("BM") for code in departments)
+    list_order = [unit.code for unit in definition().units]   # units.csv: the board's default order
+    assert board_codes(tree) == list_order and list_order != sorted(list_order)
     late = board_codes(staff.page(f"/campaigns/{CID}?group=late"))
-    assert late == sorted(code for code, was_late in valid.items() if was_late)
+    assert late == [code for code in list_order if valid.get(code)]
+    assert board_codes(staff.page(f"/campaigns/{CID}?sort=code")) == sorted(list_order)
     by_reminders = staff.page(f"/campaigns/{CID}?sort=reminders&order=desc")
     counts = [int(cell.text) for cell in by_reminders.xpath("//table[@id='units']/tbody/tr/td[7]")]
     assert counts == sorted(counts, reverse=True) and counts[0] >= 2
@@ -242,7 +245,7 @@ def test_the_board_shows_fresh_data_on_reload(staff):
     with session_scope() as session:   # a flow changes the database meanwhile
         from models.actions import exempt_unit
         exempt_unit(session, CID, "BM03", "合并办公", actor="cli")
-    assert board_codes(staff.page(f"/campaigns/{CID}?status=exempt")) == ["BM03", "YQ09"]
+    assert board_codes(staff.page(f"/campaigns/{CID}?status=exempt")) == ["YQ09", "BM03"]   # units.csv order
 
 
 def test_a_units_page_shows_versions_figures_errors_files_and_history(staff):

@@ -30,7 +30,9 @@ RECENT_EVENT_PREFIXES = ("staff.", "summary.")
 RECENT_ACTIONS = 10
 # The count tiles, in the order the office reads them.
 COUNT_TILES = ("should_report", "reported", "on_time", "late", "not_reported", "bounced", "needs_review", "exempt")
+# The default, "list", is the order of units.csv (the order the office keeps its units in).
 SORT_KEYS = {
+    "list": lambda row: row.position,
     "code": lambda row: row.code,
     "name": lambda row: row.name,
     "kind": lambda row: row.kind,
@@ -51,6 +53,7 @@ _STATUS_ORDER = {s.value: i for i, s in enumerate((
 
 @dataclass
 class BoardRow:
+    position: int                # in units.csv (as first loaded)
     code: str
     name: str
     kind: str
@@ -72,7 +75,7 @@ class Filters:
     group: str = ""
     kind: str = ""
     q: str = ""
-    sort: str = "code"
+    sort: str = "list"
     order: str = "asc"
 
     @classmethod
@@ -84,7 +87,7 @@ class Filters:
         if filters.group not in COUNT_TILES:
             filters.group = ""
         if filters.sort not in SORT_KEYS:
-            filters.sort = "code"
+            filters.sort = "list"
         if filters.order not in ("asc", "desc"):
             filters.order = "asc"
         return filters
@@ -93,7 +96,7 @@ class Filters:
         """The query parameters of these filters with `changes`, without the empty ones."""
         values = {**asdict(self), **changes}
         return {key: value for key, value in values.items() if value and (key, value) not in
-                (("sort", "code"), ("order", "asc"))}
+                (("sort", "list"), ("order", "asc"))}
 
 
 @dataclass
@@ -150,7 +153,7 @@ def campaign_board(session: Session, campaign_id: str, filters: Filters) -> Boar
     reminders = _reminders_sent(session, campaign_id)
     errors = latest_submission_errors(session, campaign_id)
     rows, outcomes = [], []
-    for record in records:
+    for position, record in enumerate(records):
         outcome = record.outcome()
         outcomes.append(outcome)
         membership = count_outcomes([outcome])
@@ -158,7 +161,7 @@ def campaign_board(session: Session, campaign_id: str, filters: Filters) -> Boar
         if record.status in _REASON_SHOWN and record.status_reason:
             problems.append(record.status_reason)
         rows.append(BoardRow(
-            code=record.code, name=record.name, kind=record.kind, kind_label=kinds.get(record.kind, record.kind),
+            position=position, code=record.code, name=record.name, kind=record.kind, kind_label=kinds.get(record.kind, record.kind),
             email=record.email, status=record.status, status_label=status_label(record.status),
             tone=status_tone(record.status), submissions=record.submissions, last_reply_at=record.last_reply_at,
             reminders_sent=reminders.get(record.recipient_id, 0), errors=problems,
