@@ -6,7 +6,6 @@ PREFECT_API_URL); one test runs it as a real Prefect flow to check its artifacts
 """
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
 import email.utils
@@ -26,7 +25,6 @@ from flows.collect import collect_replies
 from flows.runner import run_flow
 from forms.campaign import CampaignDefinition, load_campaign
 from forms.form_filling import fill_reply_form
-from forms.schema import FormSchema
 from mail import ingest
 from mail.inbox import open_inbox
 from mail.outbox import RetryPolicy
@@ -35,6 +33,7 @@ from models.db import session_scope
 from models.settings import DEFAULT_OFFICE_LOGIN, PROJECT_ROOT, get_settings, reload_settings
 from models.status import campaign_status
 from models.tables import Attachment, InboundMessage, OutboundMessage, OutboundState, Recipient, Submission, Unit
+from synthetic import figures, write_units
 
 EXAMPLE = PROJECT_ROOT / "campaigns" / "xinqu-2023-9"
 CAMPAIGN_ID = "xinqu-2023-9"
@@ -46,16 +45,6 @@ XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 # -- a campaign with a few units, its notices sent -----------------------------------------------
-
-def write_units(campaign_dir: Path, count: int) -> None:
-    kinds = ["park", "department", "soe", "provincial"]
-    with open(campaign_dir / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, count + 1):
-            writer.writerow([f"T{n:03d}", f"测试单位{n:03d}", kinds[n % 4], f"t{n:03d}@units.example.test",
-                             f"leader.t{n:03d}@units.example.test", ""])
-
 
 def issue(tmp_path: Path, monkeypatch, unit_count: int) -> CampaignDefinition:
     campaign_dir = tmp_path / "campaign" / CAMPAIGN_ID
@@ -76,21 +65,6 @@ def issued(nf_env, devmail, tmp_path, monkeypatch) -> CampaignDefinition:
 def parse(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
-
-
-
-def figures(schema: FormSchema, seed: int) -> dict[str, object]:
-    values = {}
-    for index, (key, spec) in enumerate(schema.iter_cells()):
-        if spec.type.value == "integer":
-            values[key] = seed * 100 + index
-        elif spec.type.value == "number":
-            values[key] = seed * 10 + index + 0.5
-        elif spec.type.value == "phone":
-            values[key] = "0931-8259130"
-        else:
-            values[key] = f"单位{seed}填写的内容"
-    return values
 
 
 

@@ -5,7 +5,6 @@ The flow's body runs directly (run_flow with no PREFECT_API_URL), in process or 
 """
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
 import hashlib
@@ -41,6 +40,7 @@ from models.settings import DEFAULT_OFFICE_LOGIN, PROJECT_ROOT, reload_settings
 from models.states import RecipientStatus
 from models.tables import Event, OutboundMessage, OutboundState, Recipient
 from smtp_sink import SinkHandler, SmtpSink
+import synthetic
 
 EXAMPLE = PROJECT_ROOT / "campaigns" / "xinqu-2023-9"
 CAMPAIGN_ID = "xinqu-2023-9"
@@ -56,15 +56,7 @@ def campaign_dir(tmp_path) -> Path:
 
 
 def write_units(campaign_dir: Path, count: int) -> list[str]:
-    """Replace the unit list with `count` synthetic units on a .test domain; returns their addresses."""
-    kinds = ["park", "department", "soe", "provincial"]
-    with open(campaign_dir / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, count + 1):
-            writer.writerow([f"T{n:03d}", f"测试单位{n:03d}（合成）", kinds[n % 4], f"t{n:03d}@units.example.test",
-                             f"leader.t{n:03d}@units.example.test", ""])
-    return [f"t{n:03d}@units.example.test" for n in range(1, count + 1)]
+    return synthetic.write_units(campaign_dir, count, name="测试单位{n:03d}（合成）")
 
 
 @pytest.fixture

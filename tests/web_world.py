@@ -36,6 +36,8 @@ from models.staff import add_staff
 from models.states import RecipientStatus, transition
 from models.tables import InboundMessage, OutboundMessage, OutboundState, Recipient, Unit
 
+import synthetic
+
 CID = "xinqu-2023-9"
 OFFICE = DEFAULT_OFFICE_LOGIN
 ISSUED_AT = "2023-10-08T09:00:00"
@@ -50,17 +52,7 @@ SECRET = "web-test-secret"
 
 
 def figures(schema: FormSchema, seed: int) -> dict[str, object]:
-    values = {}
-    for index, (key, spec) in enumerate(schema.iter_cells()):
-        if spec.type.value == "integer":
-            values[key] = seed * 10 + index
-        elif spec.type.value == "number":
-            values[key] = seed * 10 + index + 0.5
-        elif spec.type.value == "phone":
-            values[key] = "0931-8259130"
-        else:
-            values[key] = f"第{seed}号单位填写的内容"
-    return values
+    return synthetic.figures(schema, seed, step=10)
 
 
 
