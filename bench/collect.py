@@ -25,7 +25,6 @@ form reader's worker processes are not included.
 from __future__ import annotations
 
 import argparse
-import csv
 import email.policy
 import email.utils
 import io
@@ -43,9 +42,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-EXAMPLE = PROJECT_ROOT / "campaigns" / "xinqu-2023-9"
-CAMPAIGN_ID = "xinqu-2023-9"
-KINDS = ("park", "department", "soe", "provincial")
+from synthetic import campaign_with_units  # noqa: E402  (bench/ is the script's folder)
+from synthetic import CAMPAIGN_ID  # noqa: E402
 OFFICE_PASSWORD = "bench-office"
 NOW = "2023-10-09T15:00:00"
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -137,15 +135,7 @@ def free_port() -> int:
 
 
 def make_campaign(root: Path, count: int) -> Path:
-    folder = root / "campaign" / CAMPAIGN_ID
-    shutil.copytree(EXAMPLE, folder)
-    with open(folder / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, count + 1):
-            writer.writerow([f"B{n:04d}", f"基准测试单位{n:04d}", KINDS[n % 4], f"b{n:04d}@units.bench.test",
-                             f"leader.b{n:04d}@units.bench.test", ""])
-    return folder
+    return campaign_with_units(root, count)
 
 
 def fill_form(form: bytes, schema, seed: int) -> bytes:

@@ -13,10 +13,8 @@ runs directly, as the CLI does without PREFECT_API_URL), so server start-up is e
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -24,8 +22,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-EXAMPLE = PROJECT_ROOT / "campaigns" / "xinqu-2023-9"
-KINDS = ("park", "department", "soe", "provincial")
+from synthetic import campaign_with_units  # noqa: E402  (bench/ is the script's folder)
 
 
 # -- the sink, in its own process so it does not compete with the sender for the GIL ----------------
@@ -76,15 +73,7 @@ class Sink:
 # -- the campaign ---------------------------------------------------------------------------------
 
 def make_campaign(root: Path, count: int) -> Path:
-    folder = root / "campaign" / "xinqu-2023-9"
-    shutil.copytree(EXAMPLE, folder)
-    with open(folder / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, count + 1):
-            writer.writerow([f"B{n:05d}", f"基准测试单位{n:05d}", KINDS[n % 4], f"b{n:05d}@units.example.test",
-                             f"leader.b{n:05d}@units.example.test", ""])
-    return folder
+    return campaign_with_units(root, count)
 
 
 def point_environment(root: Path, port: int) -> None:

@@ -22,11 +22,9 @@ with zero). No Prefect server is involved.
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -35,9 +33,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
-EXAMPLE = PROJECT_ROOT / "campaigns" / "xinqu-2023-9"
-CAMPAIGN_ID = "xinqu-2023-9"
-KINDS = ("park", "department", "soe", "provincial")
+from synthetic import campaign_with_units  # noqa: E402  (bench/ is the script's folder)
+from synthetic import CAMPAIGN_ID  # noqa: E402
 SUMMARY_DAY = date(2023, 10, 16)
 STORY = ("组织党员志愿者深入社区开展宣讲，采取“宣讲+服务”模式，受到群众欢迎。"
          "同时开展义诊、清洁家园等活动，服务群众百余人次。\n第二个事例：关爱留守儿童。")
@@ -59,14 +56,7 @@ def point_environment(root: Path) -> None:
 
 def make_world(root: Path, count: int) -> Path:
     """The campaign folder with `count` units, loaded, with their replies; returns the folder."""
-    folder = root / "campaign" / CAMPAIGN_ID
-    shutil.copytree(EXAMPLE, folder)
-    with open(folder / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, count + 1):
-            writer.writerow([f"B{n:05d}", f"基准测试单位{n:05d}（新区某某局）", KINDS[n % 4],
-                             f"b{n:05d}@units.example.test", f"leader.b{n:05d}@units.example.test", ""])
+    folder = campaign_with_units(root, count, name="基准测试单位{n:05d}（新区某某局）")
     point_environment(root)
 
     from sqlmodel import select

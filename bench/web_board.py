@@ -20,7 +20,6 @@ whatever N).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import shutil
@@ -33,25 +32,16 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+from synthetic import campaign_with_units  # noqa: E402  (bench/ is the script's folder)
 
 WARMUP = 3
 ROUNDS = 20
-KINDS = ("park", "department", "soe", "provincial")
 NOW = "2023-10-12T10:00:00"
 STAFF, PASSWORD = "bench", "bench-password"
 
 
 def write_campaign(root: Path, units: int) -> Path:
-    source = PROJECT / "campaigns" / "xinqu-2023-9"
-    target = root / "campaign" / "xinqu-2023-9"
-    shutil.copytree(source, target)
-    with open(target / "units.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["code", "name", "kind", "email", "leader_email", "contact"])
-        for n in range(1, units + 1):
-            writer.writerow([f"U{n:05d}", f"测试单位{n:05d}管理委员会", KINDS[n % 4], f"u{n:05d}@units.example.test",
-                             f"leader.u{n:05d}@units.example.test", ""])
-    return target
+    return campaign_with_units(root, units, prefix="U", name="测试单位{n:05d}管理委员会")
 
 
 def values(schema, seed: int) -> dict:
