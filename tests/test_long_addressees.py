@@ -159,20 +159,27 @@ def test_short_notice_keeps_its_addressees_under_the_title(campaign, tmp_path):
     assert C.check_addressees_in_imprint(doc, campaign.spec.notice.addressees) != []
 
 
+def rendered_with_addressees_in_imprint(path: Path, body: str, names: str) -> list:
+    """Renders `path`: page 1 shows the body's first line and none of the names; the last page has
+    them in the 版记, which sits on the bottom of the type area with its outer rules drawn."""
+    pdf = docx_to_pdf(path, work_dir=path.parent)
+    pages = C.read_pdf_layout(pdf)
+    first, last = pages[0], pages[-1]
+    assert C.check_text_on_page(first, first_body_line(body)) == []
+    assert C.check_text_not_on_page(first, names[:12]) == []
+    assert C.check_addressees_rendered_in_imprint(last, names) == []
+    assert C.check_imprint_at_bottom(last) == []
+    assert C.check_imprint_outer_rules_rendered(pdf, last) == []
+    return pages
+
+
 @pytest.mark.rendered
 @needs_tools
 def test_rendered_long_notice_shows_body_on_page_one_and_addressees_in_the_imprint(
         long_notice_path, campaign, every_unit):
-    pdf = docx_to_pdf(long_notice_path, work_dir=long_notice_path.parent)
-    pages = C.read_pdf_layout(pdf)
-    first, last = pages[0], pages[-1]
-    assert C.check_text_on_page(first, first_body_line(campaign.notice_body)) == []
-    assert C.check_text_not_on_page(first, every_unit[:12]) == []
-    assert C.check_text_not_on_page(first, "主送") == []
-    assert C.check_mark_position(first, campaign.spec.office.mark) == []
-    assert C.check_addressees_rendered_in_imprint(last, every_unit) == []
-    assert C.check_imprint_at_bottom(last) == []
-    assert C.check_imprint_outer_rules_rendered(pdf, last) == []
+    pages = rendered_with_addressees_in_imprint(long_notice_path, campaign.notice_body, every_unit)
+    assert C.check_text_not_on_page(pages[0], "主送") == []
+    assert C.check_mark_position(pages[0], campaign.spec.office.mark) == []
     assert C.check_page_numbers(pages) == []
     for page in pages[:-1]:
         assert C.check_text_not_on_page(page, "主送：") == []
@@ -228,13 +235,6 @@ def test_long_summary_moves_the_addressees_into_the_imprint(long_summary_path, c
 @needs_tools
 def test_rendered_long_summary_shows_body_on_page_one_and_addressees_in_the_imprint(
         long_summary_path, campaign, every_unit):
-    pdf = docx_to_pdf(long_summary_path, work_dir=long_summary_path.parent)
-    pages = C.read_pdf_layout(pdf)
-    first, last = pages[0], pages[-1]
     opening = C.Docx.open(long_summary_path)
     body = [opening.text(p) for p in opening.body_paragraphs() if opening.paragraph_style(p) == "GwBody"]
-    assert C.check_text_on_page(first, first_body_line(body[0])) == []
-    assert C.check_text_not_on_page(first, every_unit[:12]) == []
-    assert C.check_addressees_rendered_in_imprint(last, every_unit) == []
-    assert C.check_imprint_at_bottom(last) == []
-    assert C.check_imprint_outer_rules_rendered(pdf, last) == []
+    rendered_with_addressees_in_imprint(long_summary_path, body[0], every_unit)
