@@ -166,16 +166,19 @@ def _reply_to(office_email: str) -> str | None:
 def _mark_notified(session, rows: list[outbox.OutboxRow], *, recorded_late: bool = False) -> None:
     """The units whose notice the server accepted are notified (pending or bounced before); for
     a unit staff changed meanwhile (exempted it, say) the Event alone, keeping their decision."""
+    if not rows:
+        return
+    campaign_id = rows[0].campaign_id
     details = {}
     for row in rows:
         details[row.recipient_id] = {"message_id": row.message_id, "to": row.to_addrs}
         if recorded_late:
             details[row.recipient_id]["note"] = "recorded after an interrupted run"
     sent_at = {row.recipient_id: {"notified_at": row.sent_at or now()} for row in rows}
-    moved = transition_many(session, rows[0].campaign_id if rows else "", details, RecipientStatus.notified,
+    moved = transition_many(session, campaign_id, details, RecipientStatus.notified,
                             kind="notice.sent", when={RecipientStatus.pending, RecipientStatus.bounced},
                             values=sent_at)
-    record_events(session, rows[0].campaign_id if rows else "", "notice.sent",
+    record_events(session, campaign_id, "notice.sent",
                   {rid: detail for rid, detail in details.items() if rid not in moved})
 
 
@@ -194,11 +197,7 @@ def _bounce(session, row: outbox.OutboxRow, words: str, detail: dict) -> None:
 
 
 def _stop_message(failure: SmtpFailure) -> str:
-    if failure.stage == "login":
-        what = "发信邮箱登录失败，请检查 NOTICEFLOW_SMTP_USER 和 NOTICEFLOW_SMTP_PASSWORD（授权码）"
-    else:
-        what = "发信服务器拒绝了本机的发信请求，请检查 NOTICEFLOW_SMTP_* 设置和发信邮箱的状态"
-    return (f"通知下发已停止：{what}。服务器回复：{failure.describe()}。"
+    return (f"通知下发已停止：{failure.what_to_check()}。服务器回复：{failure.describe()}。"
             "已发出的邮件不会重复发送，改正后再次执行 noticeflow issue 即可继续。")
 
 

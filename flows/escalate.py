@@ -197,11 +197,7 @@ def _deliver(spec: CampaignSpec, campaign_id: str, row_ids: list[int], compose, 
 
 
 def _stop_message(failure: SmtpFailure) -> str:
-    if failure.stage == "login":
-        what = "发信邮箱登录失败，请检查 NOTICEFLOW_SMTP_USER 和 NOTICEFLOW_SMTP_PASSWORD（授权码）"
-    else:
-        what = "发信服务器拒绝了本机的发信请求，请检查 NOTICEFLOW_SMTP_* 设置和发信邮箱的状态"
-    return (f"催报已停止：{what}。服务器回复：{failure.describe()}。"
+    return (f"催报已停止：{failure.what_to_check()}。服务器回复：{failure.describe()}。"
             "已发出的提醒不会重复发送，改正后再次执行 noticeflow chase 即可继续。")
 
 

@@ -107,6 +107,12 @@ class SmtpFailure(Exception):
     def permanent(self) -> bool:
         return self.kind == "permanent"
 
+    def what_to_check(self) -> str:
+        """For a failure that stops a batch: what went wrong on our side and what staff check."""
+        if self.stage == "login":
+            return "发信邮箱登录失败，请检查 NOTICEFLOW_SMTP_USER 和 NOTICEFLOW_SMTP_PASSWORD（授权码）"
+        return "发信服务器拒绝了本机的发信请求，请检查 NOTICEFLOW_SMTP_* 设置和发信邮箱的状态"
+
     def describe(self) -> str:
         """The server's answer as staff should read it, e.g. `550 5.1.1 User unknown`."""
         if self.code and not self.server_text.startswith(str(self.code)):

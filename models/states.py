@@ -91,10 +91,10 @@ def transition_many(session, campaign_id: str, moves: dict[int, dict], target: R
     `target` (`values`: further columns for it, by id); returns the ids moved, the caller decides
     what the others get. Rows are read with FOR UPDATE (PostgreSQL) and updated only if their
     status is still the one read."""
-    from sqlalchemy import and_, bindparam, insert, select
+    from sqlalchemy import and_, bindparam, select
 
     from models.clock import now
-    from models.tables import Event, Recipient
+    from models.tables import Recipient
 
     table = Recipient.__table__
     if not moves:
@@ -114,7 +114,7 @@ def transition_many(session, campaign_id: str, moves: dict[int, dict], target: R
                       **{name: bindparam(f"new_{name}") for name in columns}))
     session.execute(update, [{"rid": rid, "was": was, **{f"new_{name}": extra[rid][name] for name in columns}}
                              for rid, was in moving.items()])
-    session.execute(insert(Event.__table__), [
+    _insert_events(session, [
         {"campaign_id": campaign_id, "recipient_id": rid, "kind": kind, "from_status": was.value,
          "to_status": target.value, "actor": actor, "detail": {"reason": reason, **moves[rid]}, "at": at}
         for rid, was in moving.items()])
@@ -123,13 +123,19 @@ def transition_many(session, campaign_id: str, moves: dict[int, dict], target: R
 
 def record_events(session, campaign_id: str, kind: str, details: dict[int, dict], *, actor: str = "system") -> None:
     """`record_event` for many recipients at once: recipient id → detail."""
+    from models.clock import now
+
+    at = now()
+    _insert_events(session, [{"campaign_id": campaign_id, "recipient_id": rid, "kind": kind, "from_status": "",
+                              "to_status": "", "actor": actor, "detail": detail, "at": at}
+                             for rid, detail in details.items()])
+
+
+def _insert_events(session, rows: list[dict]) -> None:
+    """Event rows as plain values, one executemany (ORM objects would cost more than the insert)."""
     from sqlalchemy import insert
 
-    from models.clock import now
     from models.tables import Event
 
-    if details:
-        at = now()
-        session.execute(insert(Event.__table__), [
-            {"campaign_id": campaign_id, "recipient_id": rid, "kind": kind, "from_status": "", "to_status": "",
-             "actor": actor, "detail": detail, "at": at} for rid, detail in details.items()])
+    if rows:
+        session.execute(insert(Event.__table__), rows)

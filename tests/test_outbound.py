@@ -247,6 +247,13 @@ def test_classification_table(error, kind):
     assert classify_smtp_error(error).kind == kind
 
 
+def test_a_stopping_failure_tells_staff_what_to_check():
+    login = classify_smtp_error(smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication failed"), stage="login")
+    sender = classify_smtp_error(smtplib.SMTPSenderRefused(553, b"5.7.1 Sender not allowed", "x@y.test"))
+    assert "NOTICEFLOW_SMTP_PASSWORD（授权码）" in login.what_to_check()
+    assert "NOTICEFLOW_SMTP_* 设置" in sender.what_to_check()
+
+
 def test_password_never_reaches_a_log(files, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     with SmtpSink(auth=True) as sink, SmtpBatch(smtp_settings(sink.port)) as batch:
